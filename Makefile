@@ -1,0 +1,30 @@
+# Two commands on a fresh clone (Python 3.11): `make demo` and `make test`.
+# Each creates .venv and installs what it needs the first time.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[frameworks,test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/xvalidate demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,bench]"
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,121 @@
+"""The interface every framework adapter implements.
+
+An adapter knows one framework. It loads a model, lists its layers in
+topological order and captures the outputs of any set of layers in ONE forward
+pass. It knows nothing of alignment, metrics or other frameworks, and imports
+its framework lazily (inside methods), so importing an adapter module is cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+# Framework-neutral op kinds, used by the core to pair layers structurally.
+KINDS = (
+    "input", "conv", "dwconv", "dense", "bn", "relu", "relu6", "sigmoid", "tanh",
+    "softmax", "swish", "act", "maxpool", "avgpool", "gpool", "flatten", "reshape",
+    "add", "mul", "concat", "pad", "dropout", "identity", "other",
+)
+
+
+@dataclass
+class LayerInfo:
+    """One capturable tensor of a model.
+
+    name:   the key `run` uses for this tensor's output.
+    op:     the framework's own op or class name ("Conv2D", "Convolution", "Conv").
+    shape:  output shape with the batch dimension as None, or None when unknown.
+    layout: "NHWC", "NCHW", "NWC", "NCW", "NC" or "none" (how to read `shape`).
+    kinds:  the computation this layer performs as a sequence of KINDS, in order;
+            its output is the result of the last one. A Keras Conv2D with
+            activation="relu" is ["conv", "relu"]; a Gluon conv0_fwd is ["conv"].
+            Ops that only move data around (identity, dropout at inference,
+            layout transposes) have kinds ["identity"].
+    inputs: names of the layers whose outputs feed this one (may be empty).
+    attrs:  small facts the diagnosis may use: kernel, strides, padding, units,
+            activation, epsilon, axis, use_bias...
+    """
+
+    name: str
+    op: str
+    shape: tuple | None = None
+    layout: str = "none"
+    kinds: list[str] = field(default_factory=lambda: ["other"])
+    inputs: list[str] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = None if self.shape is None else list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "LayerInfo":
+        d = dict(d)
+        if d.get("shape") is not None:
+            d["shape"] = tuple(d["shape"])
+        return cls(**d)
+
+
+@dataclass
+class InputInfo:
+    """The model's (single) input: name, shape with batch as None, dtype, layout."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+    layout: str = "none"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "InputInfo":
+        d = dict(d)
+        d["shape"] = tuple(d["shape"])
+        return cls(**d)
+
+
+class Adapter:
+    """Base class of framework adapters. Subclasses set the class attributes and
+    implement `load`, `layers`, `input_info` and `run`.
+
+    name:        registry name ("keras", "mxnet", "onnx").
+    layout:      the data layout the framework's image models use ("NHWC"/"NCHW").
+    extensions:  file suffixes `load` accepts, e.g. (".h5", ".keras").
+    """
+
+    name: str = ""
+    layout: str = "none"
+    extensions: tuple[str, ...] = ()
+
+    def load(self, source: Any) -> Any:
+        """A file path (str or Path) or an in-memory model object -> a loaded model."""
+        raise NotImplementedError
+
+    def layers(self, model: Any) -> list[LayerInfo]:
+        """Every capturable layer output, in topological order (inputs excluded)."""
+        raise NotImplementedError
+
+    def input_info(self, model: Any) -> InputInfo:
+        """The model's input."""
+        raise NotImplementedError
+
+    def run(self, model: Any, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Ordered {layer name: output} for every asked layer (all when None), in ONE forward pass.
+        `x` is in this framework's layout. Unknown names raise UnknownLayerError."""
+        raise NotImplementedError
+
+    def owns(self, obj: Any) -> bool:
+        """True when `obj` is an in-memory model of this framework (checked without importing it)."""
+        return False
+
+    def save(self, model: Any, directory: str, example: np.ndarray | None = None) -> str:
+        """Write an in-memory model to files under `directory` that `load` reads; return the path.
+        Called in the user's process (where the framework is already imported) so that a
+        worker process can load the model."""
+        raise NotImplementedError

@@ -1,0 +1,106 @@
+"""Keras models built in code with seeded weights: the demo's and the tests' models.
+
+Run these inside a keras worker (they import TensorFlow)."""
+from __future__ import annotations
+
+import numpy as np
+
+APPLICATIONS = ("ResNet50", "VGG16", "MobileNetV2", "DenseNet121", "InceptionV3", "Xception", "EfficientNetB0")
+
+
+def _keras(seed: int):
+    import tensorflow as tf
+    from tensorflow import keras
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    return keras
+
+
+def seed2_cnn(seed: int = 0):
+    """The Keras CNN of the hand-port seed: 80x120x3, Conv2D 128/256 'same', MaxPool, Flatten, Dense softmax."""
+    keras = _keras(seed)
+    from tensorflow.keras import layers
+
+    model = keras.Sequential(name="seed2_cnn")
+    model.add(layers.Conv2D(128, (3, 3), padding="same", activation="relu", name="block1_conv1", input_shape=(80, 120, 3)))
+    model.add(layers.MaxPooling2D((2, 2), strides=(2, 2)))
+    model.add(layers.Conv2D(256, (3, 3), padding="same", activation="relu", name="block2_conv1"))
+    model.add(layers.MaxPooling2D((2, 2), strides=(2, 2)))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(2, activation="softmax", name="final_fully_connected"))
+    return model
+
+
+def resnet_block(seed: int = 0):
+    """A small functional ResNet-style model: conv-BN-relu, a residual block with Add, pooling, Dense."""
+    keras = _keras(seed)
+    from tensorflow.keras import layers
+
+    x_in = keras.Input((32, 32, 3), name="input_1")
+    x = layers.Conv2D(16, 3, padding="same", name="stem_conv")(x_in)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    y = layers.Conv2D(16, 3, padding="same", name="block_conv1")(x)
+    y = layers.BatchNormalization(name="block_bn1")(y)
+    y = layers.Activation("relu", name="block_relu1")(y)
+    y = layers.Conv2D(16, 3, padding="same", name="block_conv2")(y)
+    y = layers.BatchNormalization(name="block_bn2")(y)
+    x = layers.Add(name="block_add")([x, y])
+    x = layers.Activation("relu", name="block_out")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    out = layers.Dense(10, activation="softmax", name="predictions")(x)
+    model = keras.Model(x_in, out, name="resnet_block")
+    randomize_batchnorm(model, seed)
+    return model
+
+
+def application(name: str, seed: int = 0):
+    """A keras.applications model with random weights (weights=None) and randomized BatchNorm statistics."""
+    keras = _keras(seed)
+    if name not in APPLICATIONS:
+        raise ValueError(f"unknown application {name!r}; expected one of {', '.join(APPLICATIONS)}")
+    model = getattr(keras.applications, name)(weights=None)
+    randomize_batchnorm(model, seed)
+    return model
+
+
+def randomize_batchnorm(model, seed: int = 0) -> int:
+    """Give every BatchNormalization layer random moving statistics and affine parameters
+    (fresh ones are mean 0 / variance 1, which hides BatchNorm conversion errors). Returns the count."""
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in _all_layers(model):
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        new = []
+        for w in layer.weights:
+            shape, name = w.shape, w.name
+            if "moving_variance" in name:
+                new.append(rng.uniform(0.5, 1.5, shape))
+            elif "moving_mean" in name:
+                new.append(rng.normal(0.0, 0.1, shape))
+            elif "gamma" in name:
+                new.append(rng.uniform(0.8, 1.2, shape))
+            else:
+                new.append(rng.normal(0.0, 0.05, shape))
+        layer.set_weights([a.astype("float32") for a in new])
+        count += 1
+    return count
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+BUILDERS = {"seed2_cnn": seed2_cnn, "resnet_block": resnet_block}
+
+
+def save(name: str, path: str, seed: int = 0) -> str:
+    """Build a model by name (a BUILDERS key or an APPLICATIONS name) and save it to `path` (.h5 or .keras)."""
+    model = BUILDERS[name](seed) if name in BUILDERS else application(name, seed)
+    model.save(path)
+    return path
