@@ -1,0 +1,104 @@
+import pytest
+
+from xvalidate.core.align import align, normalize
+from xvalidate.errors import UnknownLayerError
+from xvalidate_adapters.base import LayerInfo
+
+
+def L(name, kinds, shape=None, inputs=(), op="op"):
+    return LayerInfo(name=name, op=op, shape=shape, kinds=list(kinds), inputs=list(inputs))
+
+
+KERAS_SEED2 = [
+    L("block1_conv1", ["conv", "relu"], (None, 80, 120, 128)),
+    L("max_pooling2d", ["maxpool"], (None, 40, 60, 128), ["block1_conv1"]),
+    L("block2_conv1", ["conv", "relu"], (None, 40, 60, 256), ["max_pooling2d"]),
+    L("max_pooling2d_1", ["maxpool"], (None, 20, 30, 256), ["block2_conv1"]),
+    L("flatten", ["flatten"], (None, 153600), ["max_pooling2d_1"]),
+    L("final_fully_connected", ["dense", "softmax"], (None, 2), ["flatten"]),
+]
+
+
+def gluon_port(softmax=True, pad=1):
+    h, w = (80, 120) if pad else (78, 118)
+    layers = [
+        L("hybridsequential0_conv0_fwd", ["conv"], (None, 128, h, w)),
+        L("hybridsequential0_conv0_relu_fwd", ["relu"], (None, 128, h, w), ["hybridsequential0_conv0_fwd"]),
+        L("hybridsequential0_pool0_fwd", ["maxpool"], (None, 128, h // 2, w // 2), ["hybridsequential0_conv0_relu_fwd"]),
+        L("hybridsequential0_conv1_fwd", ["conv"], (None, 256, 40, 60), ["hybridsequential0_pool0_fwd"]),
+        L("hybridsequential0_conv1_relu_fwd", ["relu"], (None, 256, 40, 60), ["hybridsequential0_conv1_fwd"]),
+        L("hybridsequential0_pool1_fwd", ["maxpool"], (None, 256, 20, 30), ["hybridsequential0_conv1_relu_fwd"]),
+        L("hybridsequential0_flatten0_flatten0", ["flatten"], (None, 153600), ["hybridsequential0_pool1_fwd"]),
+        L("hybridsequential0_dense0_fwd", ["dense"], (None, 2), ["hybridsequential0_flatten0_flatten0"]),
+    ]
+    if softmax:
+        layers.append(L("hybridsequential0_hybridlambda0_softmax0", ["softmax"], (None, 2), ["hybridsequential0_dense0_fwd"]))
+    return layers
+
+
+def pairs(alignment):
+    return {p.src: (p.dst, p.match) for p in alignment.pairs}
+
+
+def test_gluon_port_pairs_every_keras_layer_structurally():
+    got = pairs(align(KERAS_SEED2, gluon_port()))
+    assert got["block1_conv1"] == ("hybridsequential0_conv0_relu_fwd", "structural")
+    assert got["flatten"][0] == "hybridsequential0_flatten0_flatten0"
+    assert got["final_fully_connected"][0] == "hybridsequential0_hybridlambda0_softmax0"
+    assert all(dst is not None for dst, _ in got.values())
+
+
+def test_port_without_softmax_pairs_the_dense_with_the_keras_dense_softmax_layer():
+    alignment = align(KERAS_SEED2, gluon_port(softmax=False))
+    assert pairs(alignment)["final_fully_connected"][0] == "hybridsequential0_dense0_fwd"
+
+
+def test_shape_disagreement_still_pairs_by_structure():
+    got = pairs(align(KERAS_SEED2, gluon_port(pad=0)))
+    assert got["block1_conv1"][0] == "hybridsequential0_conv0_relu_fwd"
+
+
+def test_mmdnn_names_and_fused_activation():
+    src = [L("conv1", ["conv", "relu"]), L("add_1", ["add"], inputs=["conv1"]), L("fc1000", ["dense", "softmax"])]
+    dst = [L("conv1", ["conv"]), L("conv1_activation", ["relu"], inputs=["conv1"]),
+           L("broadcast_add0", ["add"], inputs=["conv1_activation"]),
+           L("fc1000", ["dense"], inputs=["broadcast_add0"]), L("fc1000_activation", ["softmax"], inputs=["fc1000"])]
+    got = pairs(align(src, dst))
+    assert got["conv1"] == ("conv1_activation", "name")
+    assert got["fc1000"] == ("fc1000_activation", "name")
+    assert got["add_1"] == ("broadcast_add0", "structural")
+
+
+def test_tf2onnx_names_and_folded_batchnorm():
+    src = [L("conv1_conv", ["conv"]), L("conv1_bn", ["bn"]), L("conv1_relu", ["relu"]), L("pool", ["maxpool"])]
+    dst = [L("model/conv1_conv/BiasAdd:0", ["conv"]), L("model/conv1_relu/Relu:0", ["relu"]),
+           L("model/pool/MaxPool:0", ["maxpool"])]
+    got = pairs(align(src, dst))
+    assert got["conv1_conv"] == (None, "none")
+    assert got["conv1_bn"] == ("model/conv1_conv/BiasAdd:0", "fused")
+    assert got["conv1_relu"] == ("model/conv1_relu/Relu:0", "normalized")
+
+
+def test_route_hints_and_layer_map_win():
+    src = [L("a", ["conv"]), L("b", ["relu"])]
+    dst = [L("x", ["conv"]), L("y", ["relu"]), L("a", ["relu"])]
+    got = pairs(align(src, dst, layer_map={"b": "y"}, hints={"x": ("a", "fused")}))
+    assert got == {"a": ("x", "fused"), "b": ("y", "layer_map")}
+
+
+def test_unknown_layer_in_layer_map_names_it():
+    with pytest.raises(UnknownLayerError, match="'nope'"):
+        align([L("a", ["conv"])], [L("x", ["conv"])], layer_map={"a": "nope"})
+
+
+def test_unpaired_tensors_are_listed_not_dropped():
+    src = [L("a", ["conv"]), L("b", ["tanh"])]
+    dst = [L("x", ["conv"]), L("z", ["concat"])]
+    alignment = align(src, dst)
+    assert alignment.unmatched_src == ["b"] or pairs(alignment)["b"][0] is None
+    assert "z" in alignment.unmatched_dst
+
+
+def test_normalize():
+    assert normalize("resnetv10_conv0_fwd_output") == "resnetv10_conv0"
+    assert normalize("model/conv1/Relu:0") == "model/conv1/relu"

@@ -1,0 +1,139 @@
+"""Worker processes: array transfer, crashes and time limits, third-party adapters via entry points."""
+import os
+import signal
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import xvalidate
+from xvalidate.errors import UnknownLayerError, WorkerError
+from xvalidate.worker import Worker, read_arrays, write_arrays
+
+TOY_ADAPTER = '''
+import numpy as np
+from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
+from xvalidate.errors import UnknownLayerError
+
+
+class ToyAdapter(Adapter):
+    """A two-layer numpy model stored as an .npz of weight matrices w0, w1."""
+    name, layout, extensions = "toy", "NC", (".npz",)
+
+    def load(self, source):
+        return dict(np.load(source))
+
+    def input_info(self, model):
+        return InputInfo("x", (None, model["w0"].shape[0]), "float32", "NC")
+
+    def layers(self, model):
+        return [LayerInfo("dense0", "matmul", (None, model["w0"].shape[1]), "NC", ["dense"]),
+                LayerInfo("relu0", "relu", (None, model["w0"].shape[1]), "NC", ["relu"], ["dense0"]),
+                LayerInfo("dense1", "matmul", (None, model["w1"].shape[1]), "NC", ["dense"], ["relu0"])]
+
+    def run(self, model, x, layers=None):
+        out = {}
+        out["dense0"] = x @ model["w0"]
+        out["relu0"] = np.maximum(out["dense0"], 0)
+        out["dense1"] = out["relu0"] @ model["w1"]
+        for name in layers or ():
+            if name not in out:
+                raise UnknownLayerError(f"toy model: no layer {name!r}")
+        return {k: v for k, v in out.items() if layers is None or k in layers}
+'''
+
+
+@pytest.fixture
+def toy_plugin(tmp_path, monkeypatch):
+    """A third-party package that registers adapter 'toy' through the entry-point group."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "toy_adapter.py").write_text(TOY_ADAPTER)
+    dist = site / "toy_adapter-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-adapter\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoy = toy_adapter:ToyAdapter\n")
+    monkeypatch.syspath_prepend(str(site))
+    rng = np.random.default_rng(0)
+    model = tmp_path / "toy.npz"
+    np.savez(model, w0=rng.standard_normal((4, 6)).astype("float32"), w1=rng.standard_normal((6, 3)).astype("float32"))
+    yield model
+
+
+def test_entry_point_adapter_runs_in_a_worker(toy_plugin):
+    assert "toy" in xvalidate.adapters()
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype("float32")
+    out = xvalidate.run("toy", str(toy_plugin), x)
+    assert list(out) == ["dense0", "relu0", "dense1"]
+    w = np.load(toy_plugin)
+    np.testing.assert_allclose(out["dense1"], np.maximum(x @ w["w0"], 0) @ w["w1"], rtol=1e-6)
+    assert list(xvalidate.run("toy", str(toy_plugin), x, layers=["relu0"])) == ["relu0"]
+    with pytest.raises(UnknownLayerError, match="no layer 'nope'"):
+        xvalidate.run("toy", str(toy_plugin), x, layers=["nope"])
+
+
+def test_entry_point_adapter_compares_with_itself(toy_plugin):
+    report = xvalidate.compare(str(toy_plugin), str(toy_plugin), src="toy", dst="toy", batch=3)
+    assert report.passed and len(report.layers) == 3
+    assert all(row.match == "name" and row.metrics["max_abs"] == 0 for row in report.layers)
+
+
+def test_arrays_round_trip_through_shared_memory():
+    arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.array([1, 2, 3], dtype=np.int64),
+              "empty": np.zeros((0, 5), np.float32), "t": np.ones((2, 3, 4), np.float64).transpose(2, 0, 1)}
+    index = write_arrays(arrays)
+    back = read_arrays(index)
+    assert not os.path.exists(index["path"])
+    for name, arr in arrays.items():
+        np.testing.assert_array_equal(back[name], arr)
+        assert back[name].dtype == arr.dtype
+    back["a"][0, 0] = 99  # copy-on-write: writable, and private
+    assert arrays["a"][0, 0] == 0
+
+
+def test_a_crashed_worker_is_a_clear_error():
+    worker = Worker("onnx")
+    try:
+        with pytest.raises(WorkerError, match=r"onnx worker killed by SIGSEGV"):
+            worker.call("os:kill", worker.call("os:getpid"), signal.SIGSEGV)
+        with pytest.raises(WorkerError, match="onnx worker killed by SIGSEGV"):
+            worker.call("os:getpid")
+    finally:
+        worker.close()
+
+
+def test_a_killed_worker_names_memory():
+    worker = Worker("onnx")
+    try:
+        with pytest.raises(WorkerError, match=r"SIGKILL \(out of memory"):
+            worker.call("os:kill", worker.call("os:getpid"), signal.SIGKILL)
+    finally:
+        worker.close()
+
+
+def test_a_worker_past_its_time_limit_is_stopped():
+    worker = Worker("onnx", timeout=1)
+    try:
+        with pytest.raises(WorkerError, match=r"no answer to 'call' within 1 s; stopped it"):
+            worker.call("time:sleep", 30)
+        assert not worker.alive()
+    finally:
+        worker.close()
+
+
+def test_an_exception_in_the_worker_comes_back_with_its_type():
+    worker = Worker("onnx")
+    try:
+        with pytest.raises(WorkerError, match="ZeroDivisionError"):
+            worker.call("operator:truediv", 1, 0)
+        assert worker.call("operator:add", 2, 3) == 5  # still serving
+    finally:
+        worker.close()
+
+
+def test_workers_are_reused():
+    from xvalidate.worker import get_worker
+
+    assert get_worker("onnx") is get_worker("onnx")
+    assert get_worker("onnx").call("os:getpid") != os.getpid()

@@ -1,0 +1,287 @@
+"""The public entry points: run(), compare(), validate(), compare_routes()."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from xvalidate.core import layout
+from xvalidate.core.align import align
+from xvalidate.core.diff import Differ
+from xvalidate.core.report import Report
+from xvalidate.core.tolerances import Tolerances
+from xvalidate.errors import InputFileError, InputShapeError, OptionError
+from xvalidate.inputs import load_inputs
+from xvalidate.registry import get_adapter
+from xvalidate.worker import get_worker
+
+DEFAULT_MEMORY_BUDGET = int(float(os.environ.get("XVALIDATE_MEMORY_BUDGET", 2 * 1024**3)))
+
+# progress(stage, done, total): stages "load", "convert", "run", "diff"
+Progress = Callable[[str, int, int], None]
+
+
+def run(name: str, source: Any, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Outputs of the asked layers (all when None) of a model, captured in ONE forward pass in a
+    worker process of adapter `name`. `source`: a model file or an in-memory model."""
+    x = np.asarray(x)
+    with _sources([(name, source)], example=x) as (path,):
+        return get_worker(name).run(path, x, layers)
+
+
+def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxnet", inputs: Any = None,
+            layer_map: Mapping[str, str] | str | None = None, atol: float | None = None, rtol: float | None = None,
+            tolerances: Mapping[str, Any] | None = None, *, batch: int = 1, seed: int = 0, preprocess: str = "unit",
+            memory_budget: int | None = None, progress: Progress | None = None) -> Report:
+    """Compare two models the user already has, layer by layer, on the same input.
+
+    inputs: None (seeded random data of the source's input shape, `batch` samples), an array,
+    a .npy file or image files, always in the SOURCE model's layout; the destination gets
+    them in its own layout. layer_map: {src layer: dst layer} or a JSON file of one.
+    atol/rtol: global tolerances; tolerances: per-layer ones ({name or pattern: atol or
+    {"atol":, "rtol":}, "default": ...})."""
+    tol = Tolerances(atol, rtol, tolerances)
+    mapping = _layer_map(layer_map)
+    with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
+        return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, batch=batch, seed=seed,
+                              preprocess=preprocess, memory_budget=memory_budget, progress=progress,
+                              names=(_describe(src_model), _describe(dst_model)))
+
+
+def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmdnn", inputs: Any = None,
+             atol: float | None = None, rtol: float | None = None, tolerances: Mapping[str, Any] | None = None,
+             keep: str | None = None, *, cache: bool = True, batch: int = 1, seed: int = 0,
+             preprocess: str = "unit", memory_budget: int | None = None, route_options: Mapping | None = None,
+             progress: Progress | None = None) -> Report:
+    """Convert `model` from `src` to `dst` through route `via`, run both, and compare layer by layer.
+
+    keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
+    model content, route and library versions (see xvalidate.cache)."""
+    from xvalidate.cache import convert_cached
+
+    tol = Tolerances(atol, rtol, tolerances)
+    with _sources([(src, model)]) as (src_path,):
+        _notify(progress, "convert", 0, 1)
+        t0 = time.perf_counter()
+        conversion = convert_cached(via, src_path, src, dst, dict(route_options or {}), use_cache=cache)
+        convert_seconds = time.perf_counter() - t0
+        _notify(progress, "convert", 1, 1)
+        report = _compare_paths(src, src_path, dst, conversion.dst_source, inputs, {}, tol, hints=conversion.hints,
+                                batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
+                                progress=progress, names=(_describe(model), conversion.dst_source))
+    report.via = via
+    report.timings = {"convert": convert_seconds, **report.timings}
+    report.meta["cache_hit"] = conversion.cache_hit
+    report.meta["conversion_seconds"] = conversion.seconds
+    report.artifacts = dict(conversion.artifacts)
+    if keep:
+        report.artifacts = _keep_artifacts(conversion.artifacts, keep)
+    return report
+
+
+def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequence[str] = ("mmdnn", "onnx"),
+                   inputs: Any = None, atol: float | None = None, rtol: float | None = None,
+                   tolerances: Mapping[str, Any] | None = None, *, cache: bool = True, batch: int = 1,
+                   seed: int = 0, progress: Progress | None = None, **options: Any):
+    """Validate the same model through several routes; a route that fails is recorded, not raised."""
+    from xvalidate.core.comparison import RouteComparison
+    from xvalidate.errors import XValidateError
+
+    reports: dict[str, Report] = {}
+    failures: dict[str, str] = {}
+    with _sources([(src, model)]) as (src_path,):
+        for route in via:
+            try:
+                reports[route] = validate(src_path, src=src, dst=dst, via=route, inputs=inputs, atol=atol, rtol=rtol,
+                                          tolerances=tolerances, cache=cache, batch=batch, seed=seed,
+                                          progress=progress, **options)
+            except XValidateError as exc:
+                failures[route] = str(exc)
+    return RouteComparison(model=_describe(model), src=src, dst=dst, routes=list(via), reports=reports,
+                           errors=failures)
+
+
+# ---------------------------------------------------------------- the comparison loop
+def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any, layer_map: Mapping[str, str],
+                   tol: Tolerances, *, hints: Mapping | None = None, batch: int, seed: int, preprocess: str,
+                   memory_budget: int | None, progress: Progress | None, names: tuple[str, str]) -> Report:
+    timings: dict[str, float] = {}
+    src_worker, dst_worker = get_worker(src), get_worker(dst)
+    t0 = time.perf_counter()
+    _notify(progress, "load", 0, 1)
+    with ThreadPoolExecutor(2) as pool:
+        f_src_in, f_dst_in = pool.submit(src_worker.input_info, src_path), pool.submit(dst_worker.input_info, dst_path)
+        f_src_layers, f_dst_layers = pool.submit(src_worker.layers, src_path), pool.submit(dst_worker.layers, dst_path)
+        src_input, dst_input = f_src_in.result(), f_dst_in.result()
+        src_layers, dst_layers = f_src_layers.result(), f_dst_layers.result()
+    timings["load"] = time.perf_counter() - t0
+    _notify(progress, "load", 1, 1)
+
+    x, input_desc = load_inputs(inputs, src_input.shape, src_input.layout, batch=batch, seed=seed,
+                                preprocess=preprocess, dtype=src_input.dtype)
+    dst_layout = dst_input.layout
+    x_dst_probe = layout.to_layout(x[:1], src_input.layout, dst_layout)
+    _check_fits(x_dst_probe, dst_input, dst_path)
+
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise OptionError(f"memory_budget: expected a positive number of bytes, got {memory_budget}")
+    differ = None
+    n, start, chunk = len(x), 0, 1
+    run_s = {"src": 0.0, "dst": 0.0}
+    diff_s = 0.0
+    with ThreadPoolExecutor(2) as pool:
+        while start < n:
+            part = x[start:start + chunk]
+            _notify(progress, "run", start, n)
+            f_s = pool.submit(_timed, src_worker.run, src_path, part)
+            f_d = pool.submit(_timed, dst_worker.run, dst_path, layout.to_layout(part, src_input.layout, dst_layout))
+            (src_out, ts), (dst_out, td) = f_s.result(), f_d.result()
+            run_s["src"] += ts
+            run_s["dst"] += td
+            t1 = time.perf_counter()
+            if differ is None:
+                alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
+                                  src_shapes={k: v.shape for k, v in src_out.items()},
+                                  dst_shapes={k: v.shape for k, v in dst_out.items()})
+                differ = Differ(src_layers, dst_layers, alignment, tol.for_layer)
+            differ.add(src_out, dst_out)
+            diff_s += time.perf_counter() - t1
+            if start == 0:  # size the next chunks from what one sample costs on both sides
+                per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / len(part)
+                chunk = max(1, int(budget // max(per_sample, 1)))
+            start += len(part)
+            del src_out, dst_out
+    _notify(progress, "run", n, n)
+    _notify(progress, "diff", 0, 1)
+    t1 = time.perf_counter()
+    rows, first = differ.finish()
+    diff_s += time.perf_counter() - t1
+    _notify(progress, "diff", 1, 1)
+    timings.update({"src_run": run_s["src"], "dst_run": run_s["dst"], "diff": diff_s})
+    paired = {r.src for r in rows}
+    report = Report(
+        src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
+        unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired], "dst": alignment.unmatched_dst},
+        passed=first is None, first_divergence=first, inputs={**input_desc, "chunk": chunk if n > 1 else 1},
+        tolerances=tol.describe(), timings=timings,
+        meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
+            "src": len(src_layers), "dst": len(dst_layers)}},
+    )
+    return report
+
+
+def _timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
+    return sum(a.nbytes for a in arrays.values())
+
+
+def _check_fits(x: np.ndarray, info, path: str) -> None:
+    want = info.shape[1:]
+    if len(want) != x.ndim - 1 or any(w is not None and w != d for w, d in zip(want, x.shape[1:])):
+        shape = "(None, " + ", ".join("None" if d is None else str(d) for d in want) + ")"
+        raise InputShapeError(f"{path}: the input in the destination's layout ({info.layout}) has shape "
+                              f"{tuple(x.shape)}, but the model expects {shape}")
+
+
+def _notify(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+# ---------------------------------------------------------------- models given as files or objects
+@contextmanager
+def _sources(items: Sequence[tuple[str, Any]], example: np.ndarray | None = None) -> Iterator[list[str]]:
+    """File paths for (adapter name, model) items; in-memory models are saved to a temporary directory."""
+    tmp = None
+    paths = []
+    try:
+        for name, model in items:
+            adapter = get_adapter(name)
+            if isinstance(model, (str, os.PathLike)):
+                paths.append(_checked_path(adapter, Path(model)))
+                continue
+            if not adapter.owns(model):
+                raise InputFileError(f"{name} model: expected a file path or an in-memory {name} model, "
+                                     f"got {type(model).__module__}.{type(model).__name__}")
+            tmp = tmp or tempfile.mkdtemp(prefix="xvalidate-model-")
+            paths.append(adapter.save(model, tempfile.mkdtemp(dir=tmp), example))
+        yield paths
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checked_path(adapter, path: Path) -> str:
+    if not path.exists():
+        raise InputFileError(f"{path}: no such model file")
+    name = path.name.lower()
+    if adapter.extensions and not any(name.endswith(ext) for ext in adapter.extensions):
+        raise InputFileError(f"{path}: unknown extension for a {adapter.name} model; expected "
+                             f"{', '.join(adapter.extensions)}")
+    return str(path.resolve())
+
+
+def _describe(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        return str(model)
+    label = getattr(model, "name", None) or getattr(model, "prefix", None) or ""
+    return f"<in-memory {type(model).__name__}{' ' + repr(label) if label else ''}>"
+
+
+def _layer_map(layer_map: Mapping[str, str] | str | os.PathLike | None) -> dict[str, str]:
+    if layer_map is None:
+        return {}
+    if isinstance(layer_map, Mapping):
+        data, where = dict(layer_map), "layer_map"
+    else:
+        path = Path(layer_map)
+        if not path.is_file():
+            raise InputFileError(f"{path}: no such layer-map file")
+        try:
+            data, where = json.loads(path.read_text()), str(path)
+        except json.JSONDecodeError as exc:
+            raise InputFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise OptionError(f"{where}: expected an object mapping source layer names to destination layer names")
+    return data
+
+
+def _keep_artifacts(artifacts: Mapping[str, str], keep: str) -> dict[str, str]:
+    dest = Path(keep)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(f"keep: cannot create directory {dest} ({exc.strerror})") from None
+    kept = {}
+    for name, path in artifacts.items():
+        target = dest / Path(path).name
+        shutil.copy2(path, target)
+        kept[name] = str(target)
+    return kept
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("xvalidate", "numpy", "tensorflow-cpu", "mxnet", "onnx", "onnxruntime", "tf2onnx", "mmdnn"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+

@@ -1,0 +1,244 @@
+"""The `xvalidate` command.
+
+Exit codes: 0 the models agree, 1 they diverge, 2 an error (bad input, failed conversion).
+Errors print one line; --debug prints the traceback too.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from xvalidate.errors import OptionError, XValidateError
+
+EXIT_PASS, EXIT_DIVERGE, EXIT_ERROR = 0, 1, 2
+
+
+def _stderr_console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _guard(fn: Callable) -> Callable:
+    """Turn errors into one line and exit code 2 (a traceback only with --debug)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except XValidateError as exc:
+            if debug:
+                traceback.print_exc()
+                details = getattr(exc, "details", None)
+                if details:
+                    click.echo(details, err=True)
+            click.echo(f"error: {exc}", err=True)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+        except Exception as exc:  # a bug, not bad input: still one line unless --debug
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(EXIT_ERROR)
+    return wrapper
+
+
+class _Progress:
+    """Stage progress on a terminal (rich); silent when stderr is not a TTY."""
+
+    LABELS = {"convert": "converting", "load": "loading models", "run": "running both models", "diff": "comparing"}
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._progress = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                      TimeElapsedColumn(), console=_stderr_console(), transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        label = self.LABELS.get(stage, stage)
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(label, total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+
+def _tolerance_file(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise OptionError(f"--tolerances {path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise OptionError(f"--tolerances {path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise OptionError(f"--tolerances {path}: expected a JSON object of layer name or pattern -> tolerance")
+    return data
+
+
+def _finish(report, html: str | None, json_path: str | None, all_rows: bool) -> None:
+    from rich.console import Console
+
+    from xvalidate.report.text import render
+
+    render(report, Console(), all_rows=all_rows)
+    if json_path:
+        click.echo(f"JSON report: {report.to_json(json_path)}")
+    if html:
+        click.echo(f"HTML report: {report.to_html(html)}")
+    sys.exit(EXIT_PASS if report.passed else EXIT_DIVERGE)
+
+
+def _shape(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise OptionError(f"--input-shape: expected integers like 1,3,224,224, got {value!r}") from None
+
+
+def _common(fn: Callable) -> Callable:
+    options = [
+        click.option("--input", "inputs", type=click.Path(), help="Input .npy array or image file/directory, in the source model's layout."),
+        click.option("--batch", type=int, default=1, show_default=True, help="Samples of random input when --input is not given."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input."),
+        click.option("--preprocess", default="unit", show_default=True, help="Image preprocessing: none, unit, tf, caffe, torch."),
+        click.option("--atol", type=float, help="Absolute tolerance (default in docs/usage.md)."),
+        click.option("--rtol", type=float, help="Relative tolerance."),
+        click.option("--tolerances", "tolerance_file", type=click.Path(), help="JSON file of per-layer tolerances."),
+        click.option("--memory-budget", type=float, help="Bytes of activations per chunk of the batch (both sides)."),
+        click.option("--html", type=click.Path(), help="Write a self-contained HTML report here."),
+        click.option("--json", "json_path", type=click.Path(), help="Write the JSON report here."),
+        click.option("--all", "all_rows", is_flag=True, help="Show every layer, not only the worst."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="xvalidate")
+def main(debug: bool) -> None:
+    """Check a neural-network conversion layer by layer."""
+
+
+@main.command()
+@click.argument("src_model", type=click.Path())
+@click.argument("dst_model", type=click.Path())
+@click.option("--src", default="keras", show_default=True, help="Adapter of SRC_MODEL.")
+@click.option("--dst", default="mxnet", show_default=True, help="Adapter of DST_MODEL.")
+@click.option("--layer-map", type=click.Path(), help="JSON file {source layer: destination layer}.")
+@_common
+@_guard
+def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, preprocess, atol, rtol,
+            tolerance_file, memory_budget, html, json_path, all_rows):
+    """Compare two models you already have (e.g. a Keras model and your Gluon port)."""
+    import xvalidate
+
+    with _Progress(sys.stderr.isatty()) as progress:
+        report = xvalidate.compare(src_model, dst_model, src=src, dst=dst, inputs=inputs, layer_map=layer_map,
+                                   atol=atol, rtol=rtol, tolerances=_tolerance_file(tolerance_file), batch=batch,
+                                   seed=seed, preprocess=preprocess, memory_budget=memory_budget, progress=progress)
+    _finish(report, html, json_path, all_rows)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--src", default="keras", show_default=True, help="Adapter of MODEL.")
+@click.option("--dst", default="mxnet", show_default=True, help="Framework to convert to.")
+@click.option("--via", default="mmdnn", show_default=True, help="Conversion route: mmdnn or onnx.")
+@click.option("--keep", type=click.Path(), help="Copy the conversion's files (IR, code, weights) here.")
+@click.option("--no-cache", is_flag=True, help="Convert again even if a cached conversion exists.")
+@click.option("--opset", type=int, help="ONNX opset (route onnx).")
+@click.option("--input-shape", help="Input shape for models that do not record it, e.g. 1,3,224,224 (route onnx from mxnet).")
+@_common
+@_guard
+def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, batch, seed, preprocess, atol, rtol,
+             tolerance_file, memory_budget, html, json_path, all_rows):
+    """Convert MODEL from --src to --dst through --via and compare the two layer by layer."""
+    import xvalidate
+
+    route_options = {k: v for k, v in (("opset", opset), ("input_shape", _shape(input_shape))) if v is not None}
+    with _Progress(sys.stderr.isatty()) as progress:
+        report = xvalidate.validate(model, src=src, dst=dst, via=via, inputs=inputs, atol=atol, rtol=rtol,
+                                    tolerances=_tolerance_file(tolerance_file), keep=keep, cache=not no_cache,
+                                    batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
+                                    route_options=route_options, progress=progress)
+    _finish(report, html, json_path, all_rows)
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--src", default="keras", show_default=True)
+@click.option("--dst", default="mxnet", show_default=True)
+@click.option("--via", "routes", default="mmdnn,onnx", show_default=True, help="Comma-separated routes to compare.")
+@click.option("--no-cache", is_flag=True, help="Convert again even if cached conversions exist.")
+@click.option("--input", "inputs", type=click.Path(), help="Input .npy array or images, in the source's layout.")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--html", type=click.Path(), help="Write a self-contained HTML comparison here.")
+@click.option("--json", "json_path", type=click.Path(), help="Write the JSON comparison here.")
+@_guard
+def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_path):
+    """Validate MODEL through several conversion routes and compare them side by side."""
+    from rich.console import Console
+
+    import xvalidate
+    from xvalidate.report.routes import render_comparison
+
+    via = tuple(r.strip() for r in routes.split(",") if r.strip())
+    with _Progress(sys.stderr.isatty()) as progress:
+        comparison = xvalidate.compare_routes(model, src=src, dst=dst, via=via, inputs=inputs, cache=not no_cache,
+                                              batch=batch, seed=seed, progress=progress)
+    render_comparison(comparison, Console())
+    if json_path:
+        click.echo(f"JSON report: {comparison.to_json(json_path)}")
+    if html:
+        click.echo(f"HTML report: {comparison.to_html(html)}")
+    sys.exit(EXIT_PASS if comparison.passed else EXIT_DIVERGE)
+
+
+@main.command()
+@click.option("--model", default="ResNet50", show_default=True,
+              help="A keras.applications model (random weights) or seed2_cnn / resnet_block.")
+@click.option("--via", default="mmdnn", show_default=True, help="Conversion route.")
+@click.option("--out", default="xvalidate-demo", show_default=True, type=click.Path(), help="Directory for the model and reports.")
+@click.option("--all", "all_rows", is_flag=True, help="Show every layer.")
+@_guard
+def demo(model, via, out, all_rows):
+    """Build a model in code (no downloads), validate keras -> mxnet and write an HTML report."""
+    from xvalidate.demo import run_demo
+
+    run_demo(model, via, Path(out), all_rows, progress_enabled=sys.stderr.isatty())
+
+
+@main.command(name="adapters")
+def list_adapters() -> None:
+    """List the registered adapters and routes."""
+    import xvalidate
+
+    click.echo("adapters: " + ", ".join(xvalidate.adapters()))
+    click.echo("routes:   " + ", ".join(xvalidate.routes()))
+
+
+if __name__ == "__main__":
+    main()

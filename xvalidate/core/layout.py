@@ -1,0 +1,59 @@
+"""Bringing a destination tensor into the source tensor's layout before comparing.
+
+A transform is named by a string stored in the report:
+  None                    same layout
+  "NCHW->NHWC", "NHWC->NCHW", "NCW->NWC", "NWC->NCW"
+  "flatten:NCHW->NHWC"    a Flatten of an NCHW tensor, reordered to the element order
+                          a Flatten of the NHWC tensor has (and the reverse)
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+_PERMS = {
+    "NCHW->NHWC": (0, 2, 3, 1),
+    "NHWC->NCHW": (0, 3, 1, 2),
+    "NCW->NWC": (0, 2, 1),
+    "NWC->NCW": (0, 2, 1),
+}
+
+
+def candidates(src_shape: Sequence[int], dst_shape: Sequence[int],
+               dst_producer_shape: Sequence[int] | None = None) -> list[str | None]:
+    """Transforms that make a tensor of `dst_shape` take `src_shape` (batch dims included).
+    `dst_producer_shape` is the shape of the tensor a flattened destination tensor came from."""
+    src_shape, dst_shape = tuple(src_shape), tuple(dst_shape)
+    out: list[str | None] = []
+    if src_shape == dst_shape:
+        out.append(None)
+    for name, perm in _PERMS.items():
+        if len(perm) == len(dst_shape) and tuple(dst_shape[p] for p in perm) == src_shape and name not in out:
+            if not (name == "NWC->NCW" and "NCW->NWC" in out):
+                out.append(name)
+    if (len(src_shape) == len(dst_shape) == 2 and src_shape == dst_shape and dst_producer_shape is not None
+            and len(dst_producer_shape) == 4 and int(np.prod(dst_producer_shape[1:])) == dst_shape[1]):
+        out += ["flatten:NCHW->NHWC", "flatten:NHWC->NCHW"]
+    return out
+
+
+def apply(transform: str | None, arr: np.ndarray, dst_producer_shape: Sequence[int] | None = None) -> np.ndarray:
+    """`arr` (a destination tensor) in the source's layout."""
+    if transform is None:
+        return arr
+    if transform in _PERMS:
+        return arr.transpose(_PERMS[transform])
+    if transform.startswith("flatten:"):
+        perm = _PERMS[transform.split(":", 1)[1]]
+        inner = tuple(dst_producer_shape[1:])
+        return arr.reshape((arr.shape[0],) + inner).transpose(perm).reshape(arr.shape[0], -1)
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def to_layout(x: np.ndarray, src_layout: str, dst_layout: str) -> np.ndarray:
+    """An input batch moved from one model's layout to another's (NHWC <-> NCHW, NWC <-> NCW)."""
+    key = f"{src_layout}->{dst_layout}"
+    if src_layout == dst_layout or key not in _PERMS or x.ndim != len(_PERMS[key]):
+        return x
+    return np.ascontiguousarray(x.transpose(_PERMS[key]))

@@ -1,0 +1,67 @@
+"""The interface of conversion routes.
+
+A route converts a model from one framework to another with a converter
+(MMdnn, tf2onnx, MXNet's ONNX import/export), running each step in a worker of
+the framework it needs, and says what it knows of the name correspondence. It
+never computes metrics.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xvalidate.errors import OptionError
+
+
+@dataclass
+class Conversion:
+    """What a route produced.
+
+    dst_source: the converted model's file, loadable by the destination adapter.
+    hints:      {destination tensor: (source layer, "name" | "fused")} for the aligner.
+    artifacts:  {label: path} of every file the route wrote (IR, generated code, weights...).
+    seconds:    {step: seconds} for the conversion steps.
+    """
+
+    dst_source: str
+    hints: dict[str, tuple[str, str]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    cache_hit: bool = False
+
+    def save(self, directory: Path) -> None:
+        """Write conversion.json with paths relative to `directory`."""
+        data = asdict(self)
+        data.pop("cache_hit")
+        data["dst_source"] = str(Path(self.dst_source).relative_to(directory))
+        data["artifacts"] = {k: str(Path(v).relative_to(directory)) for k, v in self.artifacts.items()}
+        (directory / "conversion.json").write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> "Conversion":
+        data = json.loads((directory / "conversion.json").read_text())
+        data["dst_source"] = str(directory / data["dst_source"])
+        data["artifacts"] = {k: str(directory / v) for k, v in data["artifacts"].items()}
+        data["hints"] = {k: tuple(v) for k, v in data["hints"].items()}
+        return cls(**data, cache_hit=True)
+
+
+class Route:
+    """Base class of routes. `pairs` lists the (src, dst) adapter pairs the route converts;
+    `packages` the distributions whose versions enter the conversion cache key."""
+
+    name: str = ""
+    pairs: tuple[tuple[str, str], ...] = ()
+    packages: tuple[str, ...] = ()
+
+    def check(self, src: str, dst: str) -> None:
+        """Raise OptionError when this route cannot convert `src` models to `dst`."""
+        if (src, dst) not in self.pairs:
+            can = ", ".join(f"{a}->{b}" for a, b in self.pairs)
+            raise OptionError(f"via={self.name!r} cannot convert {src} to {dst}; it converts {can}")
+
+    def convert(self, source: str, src: str, dst: str, out_dir: Path, **options: Any) -> Conversion:
+        """Convert the `src` model file `source` to `dst`, writing everything under `out_dir`."""
+        raise NotImplementedError

@@ -1,0 +1,70 @@
+"""Route "onnx": Keras -> ONNX with tf2onnx (run by onnxruntime, or imported into MXNet),
+and MXNet -> ONNX with mx.onnx.export_model. Each step runs in a worker of its framework."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xvalidate.errors import OptionError
+from xvalidate.routes.base import Conversion, Route
+from xvalidate.worker import get_worker
+
+STEPS = "xvalidate.routes.onnx_steps"
+NAMES = "xvalidate.routes.onnx_names"
+DEFAULT_OPSET = 11  # mx.contrib.onnx.import_model cannot read opset 13 graphs
+
+
+class OnnxRoute(Route):
+    name = "onnx"
+    pairs = (("keras", "onnx"), ("keras", "mxnet"), ("mxnet", "onnx"))
+    packages = ("tf2onnx", "onnx", "tensorflow-cpu", "mxnet", "onnxruntime")
+
+    def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int = DEFAULT_OPSET,
+                input_shape: list[int] | None = None, **options: Any) -> Conversion:
+        self.check(src, dst)
+        if options:
+            raise OptionError(f"via='onnx' takes the route options opset and input_shape, got {', '.join(options)}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        onnx_path = str(out_dir / "model.onnx")
+        if src == "mxnet":
+            return self._from_mxnet(source, onnx_path, input_shape)
+        keras = get_worker(src)
+        made = keras.call(f"{STEPS}:keras_to_onnx", source, onnx_path, opset)
+        keras_names = [info.name for info in keras.layers(source)]
+        seconds = {"to_onnx": made["seconds"]}
+        artifacts = {"onnx": made["onnx"]}
+        if dst == "onnx":
+            hints = get_worker("onnx").call(f"{NAMES}:keras_onnx_hints", made["onnx"], keras_names)
+            return Conversion(made["onnx"], _tuples(hints), artifacts, seconds)
+        mxnet = get_worker(dst)
+        built = mxnet.call(f"{STEPS}:onnx_to_mxnet", made["onnx"], str(out_dir / "mxnet"))
+        hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names)
+        seconds["to_mxnet"] = built["seconds"]
+        artifacts.update(symbol=built["symbol"], params=built["params"])
+        return Conversion(built["symbol"], _tuples(hints), artifacts, seconds)
+
+    def _from_mxnet(self, symbol: str, onnx_path: str, input_shape: list[int] | None) -> Conversion:
+        mxnet = get_worker("mxnet")
+        if input_shape is None:
+            info = mxnet.input_info(symbol)
+            if any(d is None for d in info.shape[1:]):
+                raise OptionError(f"{symbol}: the input shape is unknown; give route option input_shape "
+                                  f"(CLI: --input-shape 1,3,224,224)")
+            input_shape = [1, *info.shape[1:]]
+        params = _params_beside(symbol)
+        made = mxnet.call(f"{STEPS}:mxnet_to_onnx", symbol, params, list(input_shape), onnx_path)
+        hints = get_worker("onnx").call(f"{NAMES}:gluon_onnx_hints", symbol, made["onnx"])
+        return Conversion(made["onnx"], _tuples(hints), {"onnx": made["onnx"]}, {"to_onnx": made["seconds"]})
+
+
+def _params_beside(symbol: str) -> str:
+    prefix = symbol[: -len("-symbol.json")] if symbol.endswith("-symbol.json") else symbol
+    found = sorted(Path(prefix).parent.glob(Path(prefix).name + "-*.params"))
+    if not found:
+        from xvalidate.errors import InputFileError
+        raise InputFileError(f"{symbol}: no {Path(prefix).name}-NNNN.params file beside it")
+    return str(found[-1])
+
+
+def _tuples(hints: dict) -> dict[str, tuple[str, str]]:
+    return {k: (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, "name") for k, v in hints.items()}
