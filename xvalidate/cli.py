@@ -231,6 +231,34 @@ def demo(model, via, out, all_rows):
     run_demo(model, via, Path(out), all_rows, progress_enabled=sys.stderr.isatty())
 
 
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
+@click.option("--input", "inputs", type=click.Path(), help="Input .npy array or images (random when absent).")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--layers", help="Comma-separated layer names (default: every layer).")
+@click.option("--out", type=click.Path(), help="Save the outputs to this .npz file.")
+@_guard
+def capture(model, name, inputs, batch, seed, layers, out):
+    """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz)."""
+    import numpy as np
+
+    import xvalidate
+    from xvalidate.inputs import load_inputs
+    from xvalidate.worker import get_worker
+
+    source = str(Path(model).resolve()) if Path(model).exists() else model
+    info = get_worker(name).input_info(source)
+    x, _ = load_inputs(inputs, info.shape, info.layout, batch=batch, seed=seed, dtype=info.dtype)
+    outputs = xvalidate.run(name, source, x, [n for n in layers.split(",") if n] if layers else None)
+    total = sum(a.nbytes for a in outputs.values())
+    click.echo(f"{len(outputs)} layer outputs, {total / 1e6:.1f} MB, input {tuple(x.shape)}")
+    if out:
+        np.savez(out, **outputs)
+        click.echo(f"saved to {out}")
+
+
 @main.command(name="adapters")
 def list_adapters() -> None:
     """List the registered adapters and routes."""

@@ -1,0 +1,156 @@
+"""Per-pair error metrics, accumulated in float64 and mergeable across chunks of a batch.
+
+`ref` is the source tensor, `out` the destination tensor in the source's layout,
+d = ref - out. Over the elements where both are finite:
+
+  max_abs    max |d|
+  mean_abs   mean |d|
+  rmse       sqrt(mean d^2)
+  max_rel    max |d| / |ref| over elements with |ref| > REL_FLOOR (None if there are none)
+  cosine     <ref, out> / (|ref| |out|) over all elements (1.0 when both are zero)
+  diff_var   variance of d (the seed's "variance of the difference"); merged with Chan's formula
+  snr_db     10 log10(sum ref^2 / sum d^2); inf when d is zero
+  mismatched elements with |d| > atol + rtol |ref|, plus those finite on one side only
+  size       element count; nan_src/nan_dst/inf_src/inf_dst: non-finite counts per side
+  top1/top5  for classifier outputs (2-D, >= 2 classes): fraction of rows whose top-1
+             classes agree / whose source top-1 is in the destination's top-5
+
+Every metric merges exactly across chunks (sums, counts, maxima, Chan's variance),
+so a batch in one piece and in chunks agree up to float64 rounding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+REL_FLOOR = 1e-6
+
+
+class MetricAccumulator:
+    """Accumulates the metrics of one tensor pair over chunks of the batch."""
+
+    def __init__(self, atol: float, rtol: float, classifier: bool | None = None):
+        self.atol, self.rtol, self.classifier = float(atol), float(rtol), classifier
+        self.n = 0                 # finite elements
+        self.size = 0
+        self.sum_abs = self.sum_sq = self.sum_ref_sq = self.sum_out_sq = self.sum_dot = 0.0
+        self.mean_d = self.m2_d = 0.0
+        self.max_abs = 0.0
+        self.max_rel: float | None = None
+        self.mismatched = 0
+        self.nan_src = self.nan_dst = self.inf_src = self.inf_dst = 0
+        self.rows = self.top1 = self.top5 = 0
+
+    def update(self, ref: np.ndarray, out: np.ndarray) -> "MetricAccumulator":
+        """Fold in one chunk: `ref` and `out` of the same shape, batch on axis 0."""
+        if ref.shape != out.shape:
+            raise ValueError(f"shapes differ: {ref.shape} vs {out.shape}")
+        r = np.asarray(ref, dtype=np.float64).reshape(-1)
+        o = np.asarray(out, dtype=np.float64).reshape(-1)
+        self.size += r.size
+        fin_r, fin_o = np.isfinite(r), np.isfinite(o)
+        if not (fin_r.all() and fin_o.all()):
+            self.nan_src += int(np.isnan(r).sum())
+            self.nan_dst += int(np.isnan(o).sum())
+            self.inf_src += int(np.isinf(r).sum())
+            self.inf_dst += int(np.isinf(o).sum())
+            both = fin_r & fin_o
+            # a value finite on one side only is a mismatch; identical infinities are not
+            self.mismatched += int((fin_r != fin_o).sum()) + int((~fin_r & ~fin_o & ~(r == o)).sum())
+            r, o = r[both], o[both]
+        if r.size:
+            d = r - o
+            a = np.abs(d)
+            n_new = r.size
+            mean_new = float(d.mean())
+            m2_new = float(np.dot(d - mean_new, d - mean_new))
+            self._merge_var(n_new, mean_new, m2_new)
+            self.sum_abs += float(a.sum())
+            self.sum_sq += float(np.dot(d, d))
+            self.sum_ref_sq += float(np.dot(r, r))
+            self.sum_out_sq += float(np.dot(o, o))
+            self.sum_dot += float(np.dot(r, o))
+            self.max_abs = max(self.max_abs, float(a.max()))
+            abs_r = np.abs(r)
+            self.mismatched += int(np.count_nonzero(a > self.atol + self.rtol * abs_r))
+            big = abs_r > REL_FLOOR
+            if big.any():
+                rel = float((a[big] / abs_r[big]).max())
+                self.max_rel = rel if self.max_rel is None else max(self.max_rel, rel)
+        self._update_topk(ref, out)
+        return self
+
+    def _merge_var(self, n_b: int, mean_b: float, m2_b: float) -> None:
+        n_a = self.n
+        n = n_a + n_b
+        delta = mean_b - self.mean_d
+        self.mean_d += delta * n_b / n
+        self.m2_d += m2_b + delta * delta * n_a * n_b / n
+        self.n = n
+
+    def _is_classifier(self, ref: np.ndarray) -> bool:
+        if self.classifier is not None:
+            return self.classifier
+        return ref.ndim == 2 and ref.shape[1] >= 2
+
+    def _update_topk(self, ref: np.ndarray, out: np.ndarray) -> None:
+        if not self._is_classifier(ref) or ref.ndim != 2 or ref.shape[0] == 0:
+            return
+        r = np.nan_to_num(np.asarray(ref, np.float64), nan=-np.inf)
+        o = np.nan_to_num(np.asarray(out, np.float64), nan=-np.inf)
+        top_r = r.argmax(axis=1)
+        k = min(5, o.shape[1])
+        top5_o = np.argpartition(-o, k - 1, axis=1)[:, :k]
+        self.rows += r.shape[0]
+        self.top1 += int((top_r == o.argmax(axis=1)).sum())
+        self.top5 += int((top5_o == top_r[:, None]).any(axis=1).sum())
+
+    def merge(self, other: "MetricAccumulator") -> "MetricAccumulator":
+        """Fold another accumulator (other chunks of the same pair) into this one."""
+        if other.n:
+            self._merge_var(other.n, other.mean_d, other.m2_d)
+        for name in ("size", "sum_abs", "sum_sq", "sum_ref_sq", "sum_out_sq", "sum_dot", "mismatched",
+                     "nan_src", "nan_dst", "inf_src", "inf_dst", "rows", "top1", "top5"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.max_abs = max(self.max_abs, other.max_abs)
+        if other.max_rel is not None:
+            self.max_rel = other.max_rel if self.max_rel is None else max(self.max_rel, other.max_rel)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """The metrics, keyed by METRIC_NAMES."""
+        n = self.n
+        norm = math.sqrt(self.sum_ref_sq * self.sum_out_sq)
+        if n == 0:
+            cosine = None
+        elif norm == 0.0:
+            cosine = 1.0 if self.sum_ref_sq == self.sum_out_sq else 0.0
+        else:
+            cosine = max(-1.0, min(1.0, self.sum_dot / norm))
+        if self.sum_sq == 0.0:
+            snr = math.inf if n else None
+        else:
+            snr = 10.0 * math.log10(self.sum_ref_sq / self.sum_sq) if self.sum_ref_sq > 0 else -math.inf
+        out = {
+            "max_abs": self.max_abs if n else None,
+            "mean_abs": self.sum_abs / n if n else None,
+            "rmse": math.sqrt(self.sum_sq / n) if n else None,
+            "max_rel": self.max_rel,
+            "cosine": cosine,
+            "diff_var": self.m2_d / n if n else None,
+            "snr_db": snr,
+            "mismatched": self.mismatched,
+            "size": self.size,
+            "nan_src": self.nan_src, "nan_dst": self.nan_dst, "inf_src": self.inf_src, "inf_dst": self.inf_dst,
+            "top1": self.top1 / self.rows if self.rows else None,
+            "top5": self.top5 / self.rows if self.rows else None,
+        }
+        return out
+
+
+def compute_metrics(ref: np.ndarray, out: np.ndarray, atol: float, rtol: float,
+                    classifier: bool | None = None) -> dict[str, Any]:
+    """The metrics of one pair in one call."""
+    return MetricAccumulator(atol, rtol, classifier).update(ref, out).result()

@@ -1,0 +1,103 @@
+"""Terminal output of a Report: a plain summary and a rich table."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xvalidate.core.report import LayerResult, Report
+
+
+def fmt(value: Any) -> str:
+    """A metric value, compactly: 2.3e-10, 0.9999, inf, -."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value == 0:
+            return "0"
+        if 1e-3 <= abs(value) < 1e4:
+            return f"{value:.4g}"
+        return f"{value:.2e}".replace("e-0", "e-").replace("e+0", "e+")
+    return str(value)
+
+
+def mismatch_text(row: LayerResult) -> str:
+    m, n = row.metrics.get("mismatched"), row.metrics.get("size")
+    return "-" if m is None or n is None else f"{m} / {n}"
+
+
+def _route(report: Report) -> str:
+    return f"{report.src} -> {report.dst}" + (f" via {report.via}" if report.via else "")
+
+
+def summary_text(report: Report) -> str:
+    """A few plain lines: verdict, layers paired, first divergence and its cause, worst layer."""
+    lines = [f"{'PASS' if report.passed else 'FAIL'}: {_route(report)} ({report.src_model} vs {report.dst_model})"]
+    total = len(report.layers) + len(report.unmatched.get("src", []))
+    failed = sum(not r.passed for r in report.layers)
+    lines.append(f"layers paired: {len(report.layers)} of {total} source layers; {failed} outside tolerance; "
+                 f"unmatched: {len(report.unmatched.get('src', []))} source, {len(report.unmatched.get('dst', []))} destination")
+    first = report.first_divergence
+    if first is not None:
+        where = f"{first.src} -> {first.dst}"
+        detail = first.note or f"max_abs {fmt(first.metrics.get('max_abs'))}, mismatched {mismatch_text(first)}"
+        lines.append(f"first divergence: {where} ({detail})")
+        lines.append(f"likely cause: {first.cause}")
+    worst = report.worst(1)
+    if worst and worst[0].metrics.get("max_abs") is not None:
+        lines.append(f"largest error: {worst[0].src} max_abs {fmt(worst[0].metrics['max_abs'])}")
+    if report.layers:
+        last = report.layers[-1]
+        lines.append(f"final layer {last.src}: max_abs {fmt(last.metrics.get('max_abs'))}, "
+                     f"diff_var {fmt(last.metrics.get('diff_var'))}")
+    if report.timings:
+        lines.append("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in report.timings.items()))
+    return "\n".join(lines)
+
+
+def render(report: Report, console, all_rows: bool = False, top: int = 15) -> None:
+    """Print the verdict, the first divergence up front, then the worst rows (or all rows)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    style = "bold green" if report.passed else "bold red"
+    console.print(Text(summary_text(report).split("\n")[0], style=style))
+    for line in summary_text(report).split("\n")[1:]:
+        if line.startswith("likely cause"):
+            console.print(Text(line, style="yellow"))
+        elif line.startswith("first divergence"):
+            console.print(Text(line, style="red"))
+        else:
+            console.print(line)
+    rows = report.layers if all_rows else _interesting(report, top)
+    title = "all layers" if all_rows else f"worst {len(rows)} of {len(report.layers)} layers (--all for every one)"
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in ("#", "layer", "destination", "match", "max_abs", "mean_abs", "cosine", "mismatched", ""):
+        table.add_column(column, justify="right" if column in ("#", "max_abs", "mean_abs", "cosine", "mismatched") else "left",
+                         overflow="fold")
+    for row in rows:
+        status = Text("ok", style="green") if row.passed else Text("FAIL", style="bold red")
+        table.add_row(str(row.index), row.src, row.dst or "-", row.match, fmt(row.metrics.get("max_abs")),
+                      fmt(row.metrics.get("mean_abs")), fmt(row.metrics.get("cosine")), mismatch_text(row), status,
+                      style=None if row.passed else "red")
+    console.print(table)
+    for side in ("src", "dst"):
+        names = report.unmatched.get(side, [])
+        if names:
+            shown = ", ".join(names[:12]) + (f" ... (+{len(names) - 12})" if len(names) > 12 else "")
+            console.print(f"unmatched {'source' if side == 'src' else 'destination'} layers ({len(names)}): {shown}")
+
+
+def _interesting(report: Report, top: int) -> list[LayerResult]:
+    """The first divergence and the worst rows, in source order."""
+    chosen = {id(r): r for r in report.worst(top)}
+    if report.first_divergence is not None:
+        chosen[id(report.first_divergence)] = report.first_divergence
+    return sorted(chosen.values(), key=lambda r: r.index)
