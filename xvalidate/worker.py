@@ -36,7 +36,10 @@ from xvalidate import errors
 
 DEFAULT_TIMEOUT = float(os.environ.get("XVALIDATE_WORKER_TIMEOUT", "1800"))
 _SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0"}
+# Quiet framework logs; MXNet's oneDNN graph fusion must be off, or capturing intermediate outputs
+# skips fused ops (a ReLU6 after a conv) or fails to bind.
+_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0",
+               "MXNET_SUBGRAPH_BACKEND": "NONE"}
 
 
 # ---------------------------------------------------------------- array files
@@ -95,7 +98,7 @@ class Worker:
         self._lock = threading.Lock()
         parent_sock, child_sock = socket.socketpair()
         self.log_path = tempfile.mkstemp(prefix=f"xvalidate-{adapter}-", suffix=".log")[1]
-        env = dict(os.environ, **_QUIET_ENV)
+        env = dict(os.environ, **_WORKER_ENV)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -11,7 +11,7 @@ from xvalidate.worker import get_worker
 
 STEPS = "xvalidate.routes.onnx_steps"
 NAMES = "xvalidate.routes.onnx_names"
-DEFAULT_OPSET = 11  # mx.contrib.onnx.import_model cannot read opset 13 graphs
+DEFAULT_OPSET = 11  # MXNet's ONNX importer reads opsets up to 13; 11 is what tf2onnx and it agree on best
 
 
 class OnnxRoute(Route):
@@ -38,9 +38,10 @@ class OnnxRoute(Route):
             return Conversion(made["onnx"], _tuples(hints), artifacts, seconds)
         mxnet = get_worker(dst)
         built = mxnet.call(f"{STEPS}:onnx_to_mxnet", made["onnx"], str(out_dir / "mxnet"))
-        hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names)
+        mxnet_names = [info.name for info in mxnet.layers(built["symbol"])]
+        hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names, mxnet_names)
         seconds["to_mxnet"] = built["seconds"]
-        artifacts.update(symbol=built["symbol"], params=built["params"])
+        artifacts.update(symbol=built["symbol"], params=built["params"], tensor_map=built["tensor_map"])
         return Conversion(built["symbol"], _tuples(hints), artifacts, seconds)
 
     def _from_mxnet(self, symbol: str, onnx_path: str, input_shape: list[int] | None) -> Conversion:
@@ -53,7 +54,8 @@ class OnnxRoute(Route):
             input_shape = [1, *info.shape[1:]]
         params = _params_beside(symbol)
         made = mxnet.call(f"{STEPS}:mxnet_to_onnx", symbol, params, list(input_shape), onnx_path)
-        hints = get_worker("onnx").call(f"{NAMES}:gluon_onnx_hints", symbol, made["onnx"])
+        mxnet_names = [info.name for info in mxnet.layers(symbol)]
+        hints = get_worker("onnx").call(f"{NAMES}:gluon_onnx_hints", symbol, made["onnx"], mxnet_names)
         return Conversion(made["onnx"], _tuples(hints), {"onnx": made["onnx"]}, {"to_onnx": made["seconds"]})
 
 

@@ -1,0 +1,149 @@
+"""Name correspondence across the ONNX route: which converted tensor equals which source layer.
+
+Pure Python: reads .onnx files with the `onnx` package (imported lazily) and MXNet
+symbol files as JSON; imports no framework.
+
+- tf2onnx names every tensor after the TensorFlow op that produced it, which
+  carries the Keras layer name: `resnet50/conv5_block3_out/Relu:0`, and the
+  graph output is renamed to the Keras output name (`predictions`). A BatchNorm
+  folded into the preceding Conv leaves one Conv node (named after the Keras
+  Conv2D) whose output tensor is named after the BatchNormalization layer: that
+  tensor equals the BN layer's output, a "fused" pair.
+- MXNet's ONNX importer names most symbols after the ONNX node, but not all
+  (a Conv becomes `convolution0`); `onnx_steps.onnx_to_mxnet` records the exact
+  ONNX tensor -> MXNet output map while importing.
+- MXNet's ONNX exporter names the tensor of MXNet node `n` as `n` (`n0`, `n1`...
+  for several outputs, `idx_<i>_n` for a repeated name).
+
+A hint dict maps a destination tensor name to (source layer name, "name" | "fused").
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Collection, Iterable, Mapping
+
+from xvalidate.errors import InputFileError
+
+Hints = dict[str, tuple[str, str]]
+
+_PORT = re.compile(r":\d+$")
+_INSERTED = re.compile(r"__\d+$")  # tf2onnx's suffix for the nodes it adds
+TENSOR_MAP_FILE = "tensor_map.json"  # written by onnx_steps.onnx_to_mxnet beside the symbol
+
+
+def layer_in_name(name: str, layer_names: Collection[str]) -> str | None:
+    """The layer whose name a tf2onnx node or tensor name carries, e.g. `model/block_bn/FusedBatchNormV3:0`
+    -> `block_bn` (the rightmost path part that is a layer name; a bare name must be one whole)."""
+    parts = _PORT.sub("", name).split("/")
+    if len(parts) == 1:
+        return parts[0] if parts[0] in layer_names else None
+    for end in range(len(parts) - 1, 0, -1):  # the last part is the op
+        for start in range(end):
+            candidate = "/".join(parts[start:end])
+            if candidate in layer_names:
+                return candidate
+    return None
+
+
+def keras_onnx_hints(onnx_path: str, keras_layer_names: Iterable[str]) -> Hints:
+    """{ONNX tensor: (Keras layer, "name" | "fused")} for a tf2onnx model: for each Keras layer, the one
+    tensor equal to its output (the last one its ops produce, not counting layout Transposes).
+    "fused" marks a tensor produced by another layer's node (a Conv with the BatchNorm folded in)."""
+    return _keras_hints(_load_graph(onnx_path), set(keras_layer_names))
+
+
+def mxnet_onnx_hints(onnx_path: str, symbol_path: str, keras_layer_names: Iterable[str],
+                     mxnet_names: Collection[str] | None = None) -> Hints:
+    """{MXNet tensor: (Keras layer, how)} for the MXNet model that `onnx_steps.onnx_to_mxnet` imported
+    from the tf2onnx model at `onnx_path`: `keras_onnx_hints` carried through the importer's tensor map
+    (TENSOR_MAP_FILE beside `symbol_path`). MXNet tensors are output names (`convolution0_output`);
+    pass the MXNet adapter's layer names as `mxnet_names` to get whichever spelling it uses."""
+    map_path = Path(symbol_path).with_name(TENSOR_MAP_FILE)
+    try:
+        onnx_to_mxnet: Mapping[str, str] = json.loads(map_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{map_path}: cannot read the ONNX -> MXNet tensor map that onnx_to_mxnet "
+                             f"writes beside the symbol ({exc})") from exc
+    hints: Hints = {}
+    for onnx_tensor, pair in keras_onnx_hints(onnx_path, keras_layer_names).items():
+        mx_name = _spelled(onnx_to_mxnet.get(onnx_tensor), mxnet_names)
+        if mx_name is not None and mx_name not in hints:
+            hints[mx_name] = pair
+    return hints
+
+
+def gluon_onnx_hints(symbol_path: str, onnx_path: str, mxnet_names: Collection[str] | None = None) -> Hints:
+    """{ONNX tensor: (MXNet tensor, "name")} for an ONNX model written by MXNet's exporter from the
+    symbol at `symbol_path`: Gluon's `resnetv10_conv0_fwd` -> ONNX tensor `resnetv10_conv0_fwd`.
+    MXNet tensors are output names (`resnetv10_conv0_fwd_output`) unless `mxnet_names` spells them
+    otherwise."""
+    graph = _load_graph(onnx_path)
+    onnx_tensors = {out for node in graph.node for out in node.output}
+    with open(symbol_path) as f:
+        nodes = json.load(f)["nodes"]
+    hints: Hints = {}
+    seen: set[str] = set()
+    for idx, node in enumerate(nodes):
+        name = node["name"]
+        exported = f"idx_{idx}_{name}" if name in seen else name  # the exporter's rule for repeated names
+        seen.add(name)
+        if node["op"] == "null":
+            continue
+        for onnx_tensor, mx_output in _exported_outputs(exported, name, onnx_tensors):
+            mx_name = _spelled(mx_output, mxnet_names)
+            if mx_name is not None:
+                hints[onnx_tensor] = (mx_name, "name")
+    return hints
+
+
+# ---------------------------------------------------------------- helpers
+def _load_graph(onnx_path: str):
+    import onnx
+
+    return onnx.load(str(onnx_path), load_external_data=False).graph
+
+
+def _keras_hints(graph, layer_names: set[str]) -> Hints:
+    chosen: dict[str, tuple[str, str]] = {}  # layer -> (tensor, how); later tensors replace earlier ones
+    for inp in graph.input:
+        if inp.name in layer_names:
+            chosen[inp.name] = (inp.name, "name")
+    for node in graph.node:
+        if _is_layout_transpose(node):
+            continue
+        node_layer = layer_in_name(node.name, layer_names) if node.name else None
+        for tensor in node.output:
+            layer = layer_in_name(tensor, layer_names)
+            if layer is not None:
+                chosen[layer] = (tensor, "fused" if node_layer not in (None, layer) else "name")
+    return {tensor: (layer, how) for layer, (tensor, how) in chosen.items()}
+
+
+def _is_layout_transpose(node) -> bool:
+    """A Transpose tf2onnx added to move data between NHWC and NCHW (around a Conv, before a Flatten...):
+    it carries the name of a layer whose input or output it moves, but computes nothing of that layer.
+    (A Keras Permute layer's Transpose keeps its TensorFlow name, without the suffix.)"""
+    return node.op_type == "Transpose" and bool(_INSERTED.search(node.name or ""))
+
+
+def _exported_outputs(exported: str, name: str, onnx_tensors: set[str]):
+    """(ONNX tensor, MXNet output name) for the outputs of one MXNet node."""
+    if exported in onnx_tensors:
+        yield exported, f"{name}_output"
+        return
+    for i in range(100):
+        if f"{exported}{i}" not in onnx_tensors:
+            return
+        yield f"{exported}{i}", f"{name}_output{i}"
+
+
+def _spelled(mx_output: str | None, mxnet_names: Collection[str] | None) -> str | None:
+    """An MXNet output name as the caller spells MXNet tensors (None: not among them)."""
+    if mx_output is None or mxnet_names is None:
+        return mx_output
+    if mx_output in mxnet_names:
+        return mx_output
+    bare = re.sub(r"_output\d*$", "", mx_output)
+    return bare if bare in mxnet_names else None
