@@ -20,7 +20,7 @@ def test_builtin_adapters_and_routes_are_listed():
     import xvalidate
 
     assert {"keras", "mxnet", "onnx"} <= set(xvalidate.adapters())
-    assert {"mmdnn", "onnx"} <= set(xvalidate.routes())
+    assert {"mmdnn", "onnx"} <= set(xvalidate.route_names())
 
 
 def test_unknown_adapter_is_a_clear_error():

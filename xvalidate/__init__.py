@@ -17,7 +17,7 @@ from xvalidate.registry import get_adapter, register_adapter, register_route
 __version__ = "0.1.0"
 
 __all__ = [
-    "XValidateError", "adapters", "routes", "get_adapter", "register_adapter", "register_route",
+    "XValidateError", "adapters", "route_names", "get_adapter", "register_adapter", "register_route",
     "run", "compare", "validate", "compare_routes", "transfer_weights", "__version__",
 ]
 
@@ -38,8 +38,8 @@ def adapters() -> list[str]:
     return adapter_names()
 
 
-def routes() -> list[str]:
-    """Names of all registered conversion routes."""
+def route_names() -> list[str]:
+    """Names of all registered conversion routes (`xvalidate.routes` is the routes subpackage)."""
     from xvalidate.registry import route_names
     return route_names()
 

@@ -265,7 +265,7 @@ def list_adapters() -> None:
     import xvalidate
 
     click.echo("adapters: " + ", ".join(xvalidate.adapters()))
-    click.echo("routes:   " + ", ".join(xvalidate.routes()))
+    click.echo("routes:   " + ", ".join(xvalidate.route_names()))
 
 
 if __name__ == "__main__":
