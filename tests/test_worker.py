@@ -1,8 +1,6 @@
 """Worker processes: array transfer, crashes and time limits, third-party adapters via entry points."""
 import os
 import signal
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -11,54 +9,6 @@ import xvalidate
 from xvalidate.errors import UnknownLayerError, WorkerError
 from xvalidate.worker import Worker, read_arrays, write_arrays
 
-TOY_ADAPTER = '''
-import numpy as np
-from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
-from xvalidate.errors import UnknownLayerError
-
-
-class ToyAdapter(Adapter):
-    """A two-layer numpy model stored as an .npz of weight matrices w0, w1."""
-    name, layout, extensions = "toy", "NC", (".npz",)
-
-    def load(self, source):
-        return dict(np.load(source))
-
-    def input_info(self, model):
-        return InputInfo("x", (None, model["w0"].shape[0]), "float32", "NC")
-
-    def layers(self, model):
-        return [LayerInfo("dense0", "matmul", (None, model["w0"].shape[1]), "NC", ["dense"]),
-                LayerInfo("relu0", "relu", (None, model["w0"].shape[1]), "NC", ["relu"], ["dense0"]),
-                LayerInfo("dense1", "matmul", (None, model["w1"].shape[1]), "NC", ["dense"], ["relu0"])]
-
-    def run(self, model, x, layers=None):
-        out = {}
-        out["dense0"] = x @ model["w0"]
-        out["relu0"] = np.maximum(out["dense0"], 0)
-        out["dense1"] = out["relu0"] @ model["w1"]
-        for name in layers or ():
-            if name not in out:
-                raise UnknownLayerError(f"toy model: no layer {name!r}")
-        return {k: v for k, v in out.items() if layers is None or k in layers}
-'''
-
-
-@pytest.fixture
-def toy_plugin(tmp_path, monkeypatch):
-    """A third-party package that registers adapter 'toy' through the entry-point group."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "toy_adapter.py").write_text(TOY_ADAPTER)
-    dist = site / "toy_adapter-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-adapter\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoy = toy_adapter:ToyAdapter\n")
-    monkeypatch.syspath_prepend(str(site))
-    rng = np.random.default_rng(0)
-    model = tmp_path / "toy.npz"
-    np.savez(model, w0=rng.standard_normal((4, 6)).astype("float32"), w1=rng.standard_normal((6, 3)).astype("float32"))
-    yield model
 
 
 def test_entry_point_adapter_runs_in_a_worker(toy_plugin):

@@ -10,7 +10,8 @@ first hypothesis that holds is the cause:
   flatten      the layer's input agreed only after reordering a Flatten (NCHW vs NHWC
                element order), so the weights after it were not permuted; or the
                values agree as a multiset but not in place
-  batchnorm    dst is a per-channel scale and shift of src
+  batchnorm    dst is a per-channel scale and shift of src (BatchNorm statistics, epsilon,
+               or a normalization folded in on one side only)
   weights      the inputs agree but the output does not
   numerical    small relative error
 """
@@ -183,11 +184,14 @@ def _affine_cause(src, dst, src_info, rows_by_src) -> str | None:
     fit = x * scale + shift
     if not _close(fit, y):
         return None
-    kind = (src_info.kinds[-1] if src_info is not None and src_info.kinds else "")
-    what = "BatchNorm" if kind == "bn" else "a normalization or the bias before it"
-    return (f"batchnorm: the destination is a per-channel scale and shift of the source (scale "
-            f"{scale.min():.3g}..{scale.max():.3g}, shift {shift.min():.3g}..{shift.max():.3g}): "
-            f"{what} differs: moving mean/variance, epsilon, or gamma/beta not carried over")
+    kinds = src_info.kinds if src_info is not None else []
+    ranges = f"scale {scale.min():.3g}..{scale.max():.3g}, shift {shift.min():.3g}..{shift.max():.3g}"
+    if "bn" in kinds:
+        return (f"batchnorm: the destination is a per-channel scale and shift of the source ({ranges}): "
+                "BatchNorm differs: moving mean/variance, epsilon, or gamma/beta not carried over")
+    return (f"per-channel scale: the destination is a per-channel scale and shift of the source ({ranges}): "
+            "this layer's weights and bias differ by a per-channel factor (a BatchNorm folded in on one side "
+            "only, its statistics or epsilon, or scaled weights)")
 
 
 def _inputs_agree(src_info, rows_by_src) -> bool:

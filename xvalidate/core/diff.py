@@ -6,9 +6,10 @@
     rows, first = differ.finish()
 
 The first chunk fixes each pair's layout transform (trying every transform the
-shapes allow and keeping the closest) and is kept until `finish` so that the
-first divergence can be diagnosed on real tensors. Metrics accumulate over
-chunks (xvalidate.core.metrics).
+shapes allow and keeping the closest). After every chunk the tensors of the
+earliest failing pair so far are kept (one pair, from a chunk where it fails),
+so that the first divergence is diagnosed on real tensors that show it.
+Metrics accumulate over chunks (xvalidate.core.metrics).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class Differ:
         self._producer_shape: dict[str, tuple | None] = {}
         self._shape_error: dict[str, str] = {}
         self._acc: dict[str, MetricAccumulator] = {}
-        self._first: tuple[dict, dict] | None = None
+        self._evidence: tuple[int, np.ndarray, np.ndarray] | None = None  # pair index, src, raw dst
+        self._started = False
         self.shapes: dict[str, tuple[tuple, tuple]] = {}
 
     @property
@@ -51,14 +53,23 @@ class Differ:
 
     def add(self, src_out: Mapping[str, np.ndarray], dst_out: Mapping[str, np.ndarray]) -> None:
         """Fold one chunk (the same samples on both sides) into every pair's metrics."""
-        if self._first is None:
+        if not self._started:
             self._setup(src_out, dst_out)
-            self._first = (dict(src_out), dict(dst_out))
-        for pair in self.pairs:
+            self._started = True
+        failing = None
+        for i, pair in enumerate(self.pairs):
             if pair.src in self._shape_error:
+                failing = i if failing is None else failing
                 continue
+            acc = self._acc[pair.src]
+            before = acc.mismatched
             dst = layout.apply(self._transform[pair.src], dst_out[pair.dst], self._producer_shape[pair.src])
-            self._acc[pair.src].update(src_out[pair.src], dst)
+            acc.update(src_out[pair.src], dst)
+            if failing is None and acc.mismatched > before:
+                failing = i
+        if failing is not None and (self._evidence is None or failing < self._evidence[0]):
+            pair = self.pairs[failing]
+            self._evidence = (failing, np.array(src_out[pair.src]), np.array(dst_out[pair.dst]))
 
     def _setup(self, src_out, dst_out) -> None:
         for pair in self.pairs:
@@ -108,14 +119,15 @@ class Differ:
                 row.passed = passes(row.metrics, atol, rtol)
             rows.append(row)
         first = first_failing(rows)
-        if first is not None and self._first is not None:
-            src_out, dst_out = self._first
-            raw = dst_out[first.dst]
-            moved = None if first.src in self._shape_error else layout.apply(
-                first.transform, raw, self._producer_shape[first.src])
-            first.cause = diagnose(first, src_out[first.src], raw, moved, self.src_info[first.src],
+        if first is not None:
+            src = raw = moved = None
+            if self._evidence is not None and self.pairs[self._evidence[0]].src == first.src:
+                _, src, raw = self._evidence
+                moved = None if first.src in self._shape_error else layout.apply(
+                    first.transform, raw, self._producer_shape[first.src])
+            first.cause = diagnose(first, src, raw, moved, self.src_info[first.src],
                                    self.dst_info.get(first.dst), {r.src: r for r in rows})
-        self._first = None
+        self._evidence = None
         return rows, first
 
 
