@@ -29,3 +29,9 @@ def test_input_layout_round_trip():
     assert y.shape == (3, 3, 8, 9) and y.flags.c_contiguous
     np.testing.assert_array_equal(layout.to_layout(y, "NCHW", "NHWC"), x)
     assert layout.to_layout(x, "NHWC", "NHWC") is x
+
+
+def test_size_one_axes_are_reshaped_away():
+    pooled = np.arange(6, dtype=np.float32).reshape(2, 3, 1, 1)
+    assert layout.candidates((2, 3), pooled.shape) == ["reshape:3"]
+    np.testing.assert_array_equal(layout.apply("reshape:3", pooled), pooled.reshape(2, 3))

@@ -5,6 +5,8 @@ A transform is named by a string stored in the report:
   "NCHW->NHWC", "NHWC->NCHW", "NCW->NWC", "NWC->NCW"
   "flatten:NCHW->NHWC"    a Flatten of an NCHW tensor, reordered to the element order
                           a Flatten of the NHWC tensor has (and the reverse)
+  "reshape:2048"          the same values with size-1 axes added or dropped, e.g. a global
+                          pooling that keeps (N, C, 1, 1) where the source has (N, C)
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ def candidates(src_shape: Sequence[int], dst_shape: Sequence[int],
         if len(perm) == len(dst_shape) and tuple(dst_shape[p] for p in perm) == src_shape and name not in out:
             if not (name == "NWC->NCW" and "NCW->NWC" in out):
                 out.append(name)
+    if not out and _without_ones(src_shape) == _without_ones(dst_shape):
+        out.append("reshape:" + "x".join(str(d) for d in src_shape[1:]))
     if (len(src_shape) == len(dst_shape) == 2 and src_shape == dst_shape and dst_producer_shape is not None
             and len(dst_producer_shape) == 4 and int(np.prod(dst_producer_shape[1:])) == dst_shape[1]):
         out += ["flatten:NCHW->NHWC", "flatten:NHWC->NCHW"]
@@ -44,11 +48,17 @@ def apply(transform: str | None, arr: np.ndarray, dst_producer_shape: Sequence[i
         return arr
     if transform in _PERMS:
         return arr.transpose(_PERMS[transform])
+    if transform.startswith("reshape:"):
+        return arr.reshape((arr.shape[0],) + tuple(int(d) for d in transform[8:].split("x") if d))
     if transform.startswith("flatten:"):
         perm = _PERMS[transform.split(":", 1)[1]]
         inner = tuple(dst_producer_shape[1:])
         return arr.reshape((arr.shape[0],) + inner).transpose(perm).reshape(arr.shape[0], -1)
     raise ValueError(f"unknown transform {transform!r}")
+
+
+def _without_ones(shape: tuple) -> tuple:
+    return shape[:1] + tuple(d for d in shape[1:] if d != 1)
 
 
 def to_layout(x: np.ndarray, src_layout: str, dst_layout: str) -> np.ndarray:

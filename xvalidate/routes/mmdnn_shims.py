@@ -1,0 +1,190 @@
+"""Runtime shims that let MMdnn 0.3.1 convert TF2 Keras models to MXNet.
+
+Applied inside the worker processes, to MMdnn's classes, never to files in
+site-packages. `apply_keras_shims()` runs in the TensorFlow worker (parser side),
+`apply_mxnet_shims()` in the MXNet worker (emitter side). Both are idempotent.
+
+Parser side (Keras -> IR):
+  graph_inbound   Keras2Graph.build: `node.inbound_layers` is a single layer, not a list,
+                  for a node with one input -> wrapped in a list.
+  graph_type      Keras2Graph rejects `Functional` models (it accepts only the exact
+                  classes Model and Sequential) -> any keras.Model is accepted.
+  output_shape    `_set_output_shape` / `_copy_shape`: `output_shape` is `[(...)]` for
+                  InputLayer -> unwrapped.
+  bn_axis         BatchNormalization `axis` is a ListWrapper `[3]` -> `int(axis[0])`.
+  swish           no 'swish' in the activation map (KeyError, then "'function' object has
+                  no attribute 'name'") -> mapped to an IR "Swish" op.
+  rescaling       no handler for Rescaling and Normalization (EfficientNet) -> written as an
+                  IR BatchNorm with mean 0 / variance 1 (Rescaling: gamma = scale, beta =
+                  offset; Normalization: the layer's mean and variance).
+Emitter side (IR -> MXNet):
+  separable       no emit_SeparableConv (Xception: "name 'block2_sepconv1' is not
+                  defined") -> a depthwise convolution (num_group = input channels) and a
+                  1x1 pointwise convolution carrying the layer's name, with the two kernels.
+  swish           emit_Swish: x * sigmoid(x).
+"""
+from __future__ import annotations
+
+import warnings
+
+SHIMMED_VERSION = "0.3.1"
+_applied: set[str] = set()
+BN_EPSILON = 1e-5  # the epsilon of the BatchNorm that stands for Rescaling/Normalization
+
+
+def check_mmdnn_version() -> None:
+    """Warn once when the installed MMdnn is not the version these shims were written for."""
+    if "version" in _applied:
+        return
+    _applied.add("version")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("mmdnn")
+    except PackageNotFoundError:
+        return
+    if found != SHIMMED_VERSION:
+        warnings.warn(f"xvalidate's MMdnn shims were written for mmdnn {SHIMMED_VERSION}; found {found}: "
+                      "conversions may fail or differ", RuntimeWarning, stacklevel=2)
+
+
+def apply_keras_shims() -> None:
+    """Patch MMdnn's Keras parser for TF2 Keras (see the module docstring)."""
+    if "keras" in _applied:
+        return
+    check_mmdnn_version()
+    import keras
+    import numpy as np
+    from mmdnn.conversion.common.DataStructure.graph import Graph
+    from mmdnn.conversion.common.IR import graph_pb2
+    from mmdnn.conversion.keras.keras2_graph import Keras2Graph, Keras2GraphNode
+    from mmdnn.conversion.keras.keras2_parser import Keras2Parser
+
+    def graph_init(self, model):
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"Keras layer of type {type(model)} is not supported.")
+        Graph.__init__(self, model)
+        self.model = model
+
+    def graph_build(self):
+        self.input_layers = list()
+        for layer in self.model.layers:
+            self.layer_map[layer.name] = Keras2GraphNode(layer)
+            self.layer_name_map[layer.name] = layer.name
+            for node in layer._inbound_nodes:
+                preds = node.inbound_layers
+                for pred in preds if isinstance(preds, (list, tuple)) else [preds]:
+                    if pred.name not in self.layer_map:
+                        self.layer_map[pred.name] = Keras2GraphNode(pred)
+                        self.layer_name_map[pred.name] = pred.name
+                    self._make_connection(pred.name, layer.name)
+        Graph.build(self)
+
+    def unwrap(shape):
+        return shape[0] if isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], tuple) else shape
+
+    def set_output_shape(source_node, IR_node):
+        shape = graph_pb2.TensorShape()
+        for dim in unwrap(source_node.layer.output_shape):
+            shape.dim.add().size = dim if dim else -1
+        IR_node.attr["_output_shapes"].list.shape.extend([shape])
+
+    def copy_shape(source_node, target_node):
+        if hasattr(source_node, "output_shape"):
+            for dim in unwrap(source_node.output_shape):
+                target_node.attr["shape"].shape.dim.add().size = -1 if dim is None else dim
+        else:
+            target_node.attr["shape"].shape.unknown_rank = True
+
+    original_bn = Keras2Parser.rename_BatchNormalization
+
+    def rename_batchnorm(self, keras_node):
+        axis = keras_node.keras_layer.axis
+        if not isinstance(axis, int):
+            keras_node.keras_layer.axis = int(list(axis)[0])
+        original_bn(self, keras_node)
+
+    def affine_as_batchnorm(self, source_node, gamma, beta, mean, var):
+        IR_node = self.IR_graph.node.add()
+        Keras2Parser._copy_and_reop(source_node, IR_node, "BatchNorm")
+        self.convert_inedge(source_node, IR_node)
+        channels = unwrap(source_node.layer.output_shape)[-1]
+        IR_node.attr["axis"].i = len(unwrap(source_node.layer.output_shape)) - 1
+        IR_node.attr["scale"].b = True
+        IR_node.attr["bias"].b = True
+        IR_node.attr["epsilon"].f = BN_EPSILON
+        full = lambda v: np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (channels,)).copy()  # noqa: E731
+        self.set_weight(source_node.name, "scale", full(gamma))
+        self.set_weight(source_node.name, "bias", full(beta))
+        self.set_weight(source_node.name, "mean", full(mean))
+        self.set_weight(source_node.name, "var", full(var))
+
+    def rename_rescaling(self, source_node):
+        layer = source_node.layer
+        affine_as_batchnorm(self, source_node, layer.scale, layer.offset, 0.0, 1.0 - BN_EPSILON)
+
+    def rename_normalization(self, source_node):
+        layer = source_node.layer
+        mean, var = np.asarray(layer.mean), np.asarray(layer.variance)
+        std = np.maximum(np.sqrt(var), keras.backend.epsilon())
+        affine_as_batchnorm(self, source_node, 1.0 / std, -mean / std, 0.0, 1.0 - BN_EPSILON)
+
+    Keras2Graph.__init__ = graph_init
+    Keras2Graph.build = graph_build
+    Keras2Parser._set_output_shape = staticmethod(set_output_shape)
+    Keras2Parser._copy_shape = staticmethod(copy_shape)
+    Keras2Parser.rename_BatchNormalization = rename_batchnorm
+    Keras2Parser.rename_Rescaling = rename_rescaling
+    Keras2Parser.rename_Normalization = rename_normalization
+    Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish"}
+    _applied.add("keras")
+
+
+def apply_mxnet_shims() -> None:
+    """Patch MMdnn's MXNet emitter: SeparableConv and Swish (see the module docstring)."""
+    if "mxnet" in _applied:
+        return
+    check_mmdnn_version()
+    import numpy as np
+    from mmdnn.conversion.mxnet.mxnet_emitter import MXNetEmitter
+
+    def emit_separable(self, IR_node):
+        attr = IR_node.IR_layer.attr
+        kernel = tuple(attr["kernel_shape"].list.i[:2])
+        in_channels, out_channels = attr["kernel_shape"].list.i[2], attr["kernel_shape"].list.i[3]
+        stride = tuple(attr["strides"].list.i[1:-1])
+        dilate = tuple(attr["dilations"].list.i[1:-1]) or (1, 1)
+        use_bias = IR_node.get_attr("use_bias", False)
+        depthwise_name = IR_node.name + "_depthwise"
+        multiplier = 1
+        if self.weight_loaded:
+            weights = self.weights[IR_node.name]
+            depthwise = weights["depthwise_filter"]  # (kh, kw, in, multiplier)
+            multiplier = depthwise.shape[-1]
+            self.output_weights[depthwise_name + "_weight"] = (
+                depthwise.transpose(2, 3, 0, 1).reshape(in_channels * multiplier, 1, *kernel))
+            self.output_weights[IR_node.name + "_weight"] = weights["pointwise_filter"].transpose(3, 2, 0, 1)
+            if use_bias:
+                self.output_weights[IR_node.name + "_bias"] = weights["bias"]
+        defuse_pad, pad = MXNetEmitter.transfer_pad(attr["pads"].list.i)
+        parent = self.parent_variable_name(IR_node)
+        code = ""
+        if defuse_pad:
+            code = self.set_pad(IR_node, code, pad, False) + "\n    "
+            parent, pad = IR_node.variable_name + "_pad", [0, 0]
+        code += (f"{IR_node.variable_name + '_dw':<15} = mx.sym.Convolution(data={parent}, kernel={kernel}, "
+                 f"stride={stride}, dilate={dilate}, pad={tuple(pad)}, num_filter={in_channels * multiplier}, "
+                 f"num_group={in_channels}, no_bias=True, layout='NCHW', name='{depthwise_name}')\n    ")
+        code += (f"{IR_node.variable_name:<15} = mx.sym.Convolution(data={IR_node.variable_name + '_dw'}, "
+                 f"kernel=(1, 1), num_filter={out_channels}, no_bias={not use_bias}, layout='NCHW', "
+                 f"name='{IR_node.name}')")
+        return code
+
+    def emit_swish(self, IR_node):
+        parent = self.parent_variable_name(IR_node)
+        return (f"{IR_node.variable_name:<15} = mx.sym.broadcast_mul({parent}, mx.sym.sigmoid({parent}), "
+                f"name='{IR_node.name}')")
+
+    MXNetEmitter.emit_SeparableConv = emit_separable
+    MXNetEmitter.emit_Swish = emit_swish
+    _applied.add("mxnet")
