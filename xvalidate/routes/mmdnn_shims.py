@@ -22,6 +22,9 @@ Emitter side (IR -> MXNet):
                   defined") -> a depthwise convolution (num_group = input channels) and a
                   1x1 pointwise convolution carrying the layer's name, with the two kernels.
   swish           emit_Swish: x * sigmoid(x).
+  reshape         emit_Reshape passes Keras's channels-last target shape to an NCHW graph
+                  (EfficientNet's squeeze-excite reshape (1, 1, C) broke broadcasting) ->
+                  the reshape is done in channels-last order between two transposes.
 """
 from __future__ import annotations
 
@@ -185,6 +188,26 @@ def apply_mxnet_shims() -> None:
         return (f"{IR_node.variable_name:<15} = mx.sym.broadcast_mul({parent}, mx.sym.sigmoid({parent}), "
                 f"name='{IR_node.name}')")
 
+    original_reshape = MXNetEmitter.emit_Reshape
+
+    def emit_reshape(self, IR_node):
+        shape = list(IR_node.IR_layer.attr["shape"].list.i)
+        parent_node = self.IR_graph.get_parent(IR_node.name, [0])
+        in_rank = len(parent_node.layer.attr["_output_shapes"].list.shape[0].dim)
+        if len(shape) < 3 and in_rank < 3:
+            return original_reshape(self, IR_node)
+        var, data, code = IR_node.variable_name, self.parent_variable_name(IR_node), ""
+        if in_rank >= 3:  # NCHW -> NHWC first, so that the elements are in Keras's order
+            axes = (0, *range(2, in_rank), 1)
+            code += f"{var + '_nhwc':<15} = mx.sym.transpose({data}, axes={axes})\n    "
+            data = var + "_nhwc"
+        if len(shape) < 3:
+            return code + f"{var:<15} = mx.sym.reshape(data={data}, shape={tuple(shape)}, name='{IR_node.name}')"
+        code += f"{var + '_cl':<15} = mx.sym.reshape(data={data}, shape={tuple(shape)})\n    "
+        back = (0, len(shape) - 1, *range(1, len(shape) - 1))
+        return code + f"{var:<15} = mx.sym.transpose({var + '_cl'}, axes={back}, name='{IR_node.name}')"
+
+    MXNetEmitter.emit_Reshape = emit_reshape
     MXNetEmitter.emit_SeparableConv = emit_separable
     MXNetEmitter.emit_Swish = emit_swish
     _applied.add("mxnet")
