@@ -66,8 +66,10 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
     model content, route and library versions (see xvalidate.cache)."""
     from xvalidate.cache import convert_cached
+    from xvalidate.registry import get_route
 
     tol = Tolerances(atol, rtol, tolerances)
+    get_route(via).check(src, dst)  # a wrong option is reported before anything is loaded
     with _sources([(src, model)]) as (src_path,):
         _notify(progress, "convert", 0, 1)
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ Parser side (Keras -> IR):
   bn_axis         BatchNormalization `axis` is a ListWrapper `[3]` -> `int(axis[0])`.
   swish           no 'swish' in the activation map (KeyError, then "'function' object has
                   no attribute 'name'") -> mapped to an IR "Swish" op.
+  separable_bias  SeparableConv2D's bias is not written to the IR weights -> added.
   rescaling       no handler for Rescaling and Normalization (EfficientNet) -> written as an
                   IR BatchNorm with mean 0 / variance 1 (Rescaling: gamma = scale, beta =
                   offset; Normalization: the layer's mean and variance).
@@ -132,11 +133,19 @@ def apply_keras_shims() -> None:
         std = np.maximum(np.sqrt(var), keras.backend.epsilon())
         affine_as_batchnorm(self, source_node, 1.0 / std, -mean / std, 0.0, 1.0 - BN_EPSILON)
 
+    original_separable = Keras2Parser.rename_SeparableConv2D
+
+    def rename_separable(self, source_node):
+        original_separable(self, source_node)
+        if self.weight_loaded and source_node.layer.use_bias:
+            self.set_weight(source_node.name, "bias", source_node.layer.get_weights()[2])
+
     Keras2Graph.__init__ = graph_init
     Keras2Graph.build = graph_build
     Keras2Parser._set_output_shape = staticmethod(set_output_shape)
     Keras2Parser._copy_shape = staticmethod(copy_shape)
     Keras2Parser.rename_BatchNormalization = rename_batchnorm
+    Keras2Parser.rename_SeparableConv2D = rename_separable
     Keras2Parser.rename_Rescaling = rename_rescaling
     Keras2Parser.rename_Normalization = rename_normalization
     Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish"}
