@@ -100,11 +100,11 @@ class MXNetAdapter(Adapter):
 
         try:
             symbol = mx.sym.load(str(symbol_path))
-        except mx.base.MXNetError as exc:
+        except Exception as exc:  # MXNetError, or a decode error on a binary file
             raise InputFileError(f"{symbol_path}: not a readable MXNet symbol file ({_first(exc)})") from None
         try:
             saved = mx.nd.load(str(params_path))
-        except mx.base.MXNetError as exc:
+        except Exception as exc:  # MXNetError and friends
             raise InputFileError(f"{params_path}: not a readable MXNet params file ({_first(exc)})") from None
         arg_params, aux_params = {}, {}
         for key, value in saved.items():
