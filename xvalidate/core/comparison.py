@@ -57,7 +57,8 @@ class RouteComparison:
         layers: dict[str, dict[str, Any]] = {}
         for route, report in self.reports.items():
             for row in report.layers:
-                entry = layers.setdefault(row.src, {"layer": row.src, "index": row.index})
+                entry = layers.setdefault(row.src, {"layer": row.src, "index": row.index,
+                                                    **{r: None for r in self.reports}})
                 entry[route] = row.metrics.get("max_abs")
         return sorted(layers.values(), key=lambda e: e["index"])
 
