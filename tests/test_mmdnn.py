@@ -72,7 +72,13 @@ def save_tiny(kind: str, path: str) -> str:
 
 
 def test_each_shim_fixes_its_break():
-    found = get_worker("keras").call("test_mmdnn:shims_fix_each_break")
+    from xvalidate.worker import Worker
+
+    worker = Worker("keras")  # a fresh process: no shim applied yet
+    try:
+        found = worker.call("test_mmdnn:shims_fix_each_break")
+    finally:
+        worker.close()
     assert found["functional"] == "Functional" and found["type_check_before"] == "rejected"
     assert found["edges"] >= 12
     assert found["input_dims"] == [-1, 32, 32, 3]

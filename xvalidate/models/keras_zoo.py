@@ -13,6 +13,7 @@ def _keras(seed: int):
     from tensorflow import keras
 
     keras.utils.set_random_seed(seed)
+    keras.backend.reset_uids()  # default layer names (max_pooling2d, ...) as in a fresh process
     tf.config.experimental.enable_op_determinism()
     return keras
 
