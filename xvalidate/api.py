@@ -50,6 +50,7 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     {"atol":, "rtol":}, "default": ...})."""
     tol = Tolerances(atol, rtol, tolerances)
     mapping = _layer_map(layer_map)
+    _budget(memory_budget)
     with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
         return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, batch=batch, seed=seed,
                               preprocess=preprocess, memory_budget=memory_budget, progress=progress,
@@ -70,6 +71,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
 
     tol = Tolerances(atol, rtol, tolerances)
     get_route(via).check(src, dst)  # a wrong option is reported before anything is loaded
+    _budget(memory_budget)
     with _sources([(src, model)]) as (src_path,):
         _notify(progress, "convert", 0, 1)
         t0 = time.perf_counter()
@@ -133,11 +135,12 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     x_dst_probe = layout.to_layout(x[:1], src_input.layout, dst_layout)
     _check_fits(x_dst_probe, dst_input, dst_path)
 
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
-    if budget <= 0:
-        raise OptionError(f"memory_budget: expected a positive number of bytes, got {memory_budget}")
+    budget = _budget(memory_budget)
     differ = None
-    n, start, chunk = len(x), 0, 1
+    largest = 0
+    n, start = len(x), 0
+    estimate = _bytes_per_sample(src_layers) + _bytes_per_sample(dst_layers)  # 0 when shapes are unknown
+    chunk = max(1, int(budget // estimate)) if estimate else 1
     run_s = {"src": 0.0, "dst": 0.0}
     diff_s = 0.0
     with ThreadPoolExecutor(2) as pool:
@@ -147,6 +150,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
             f_s = pool.submit(_timed, src_worker.run, src_path, part)
             f_d = pool.submit(_timed, dst_worker.run, dst_path, layout.to_layout(part, src_input.layout, dst_layout))
             (src_out, ts), (dst_out, td) = f_s.result(), f_d.result()
+            largest = max(largest, len(part))
             run_s["src"] += ts
             run_s["dst"] += td
             t1 = time.perf_counter()
@@ -157,7 +161,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer)
             differ.add(src_out, dst_out)
             diff_s += time.perf_counter() - t1
-            if start == 0:  # size the next chunks from what one sample costs on both sides
+            if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
                 per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / len(part)
                 chunk = max(1, int(budget // max(per_sample, 1)))
             start += len(part)
@@ -173,12 +177,29 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     report = Report(
         src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
         unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired], "dst": alignment.unmatched_dst},
-        passed=first is None, first_divergence=first, inputs={**input_desc, "chunk": chunk if n > 1 else 1},
+        passed=first is None, first_divergence=first, inputs={**input_desc, "chunk": largest},
         tolerances=tol.describe(), timings=timings,
         meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
             "src": len(src_layers), "dst": len(dst_layers)}},
     )
     return report
+
+
+def _budget(memory_budget: float | None) -> int:
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise OptionError(f"memory_budget: expected a positive number of bytes, got {memory_budget}")
+    return budget
+
+
+def _bytes_per_sample(layers) -> int:
+    """float32 bytes of one sample's activations, or 0 when a shape is unknown."""
+    total = 0
+    for info in layers:
+        if info.shape is None or any(d is None for d in info.shape[1:]):
+            return 0
+        total += 4 * int(np.prod(info.shape[1:], dtype=np.int64))
+    return total
 
 
 def _timed(fn, *args):
