@@ -62,6 +62,9 @@ def save_tiny(kind: str, path: str) -> str:
         se = layers.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
         x = layers.Multiply(name="se_excite")([x, se])
         x = layers.Activation(keras.activations.swish, name="act_fn")(x)
+    elif kind == "avgpool":
+        x = layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+        x = layers.AveragePooling2D(3, strides=1, padding="same", name="avg")(x)
     elif kind == "lambda":
         x = layers.Conv2D(4, 3, name="conv")(inp)
         x = layers.Lambda(lambda t: t * 2.0, name="double")(x)
@@ -85,7 +88,7 @@ def test_each_shim_fixes_its_break():
     assert found["bn_axis_type"] == "ListWrapper"  # what rename_BatchNormalization gets: the shim coerces it
 
 
-@pytest.mark.parametrize("kind", ["separable", "efficient"])
+@pytest.mark.parametrize("kind", ["separable", "efficient", "avgpool"])
 def test_layers_mmdnn_lacks_convert_and_match(kind, tmp_path):
     h5 = get_worker("keras").call("test_mmdnn:save_tiny", kind, str(tmp_path / f"{kind}.h5"))
     report = xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", cache=False, batch=2)

@@ -3,29 +3,43 @@
 Applied inside the worker processes, to MMdnn's classes, never to files in
 site-packages. `apply_keras_shims()` runs in the TensorFlow worker (parser side),
 `apply_mxnet_shims()` in the MXNet worker (emitter side). Both are idempotent.
+A handler that meets a layer it cannot convert exactly raises NotImplementedError,
+which the route reports as an unsupported layer.
 
-Parser side (Keras -> IR):
+Parser side (Keras -> IR), what breaks -> what the shim does:
+  parser_model    Keras2Parser only takes a file path and loads it itself (compile=True)
+                  -> `keras_parser(model)` builds a parser around a loaded model.
   graph_inbound   Keras2Graph.build: `node.inbound_layers` is a single layer, not a list,
                   for a node with one input -> wrapped in a list.
   graph_type      Keras2Graph rejects `Functional` models (it accepts only the exact
                   classes Model and Sequential) -> any keras.Model is accepted.
   output_shape    `_set_output_shape` / `_copy_shape`: `output_shape` is `[(...)]` for
                   InputLayer -> unwrapped.
-  bn_axis         BatchNormalization `axis` is a ListWrapper `[3]` -> `int(axis[0])`.
+  bn_axis         BatchNormalization `axis` is a ListWrapper `[3]` (TypeError) -> `int(axis[0])`;
+                  any axis but the channels axis is refused (the emitter always uses axis 1).
   swish           no 'swish' in the activation map (KeyError, then "'function' object has
                   no attribute 'name'") -> mapped to an IR "Swish" op.
   separable_bias  SeparableConv2D's bias is not written to the IR weights -> added.
-  rescaling       no handler for Rescaling and Normalization (EfficientNet) -> written as an
-                  IR BatchNorm with mean 0 / variance 1 (Rescaling: gamma = scale, beta =
-                  offset; Normalization: the layer's mean and variance).
+  rescaling       no handler for Rescaling and Normalization (EfficientNet; MMdnn prints "not
+                  supported" and writes a broken node) -> an IR BatchNorm holding the layer's
+                  per-channel affine map (Normalization: also `invert=True`).
 Emitter side (IR -> MXNet):
   separable       no emit_SeparableConv (Xception: "name 'block2_sepconv1' is not
                   defined") -> a depthwise convolution (num_group = input channels) and a
                   1x1 pointwise convolution carrying the layer's name, with the two kernels.
-  swish           emit_Swish: x * sigmoid(x).
+  swish           no emit_Swish -> x * sigmoid(x), the sigmoid named `<layer>_sigmoid`.
   reshape         emit_Reshape passes Keras's channels-last target shape to an NCHW graph
                   (EfficientNet's squeeze-excite reshape (1, 1, C) broke broadcasting) ->
                   the reshape is done in channels-last order between two transposes.
+  softmax         a softmax at the graph's end becomes SoftmaxOutput named "softmax" (a label
+                  input appears, the layer's name is lost) -> softmax over the channel axis,
+                  named after the IR node.
+  avg_pool        a padded average pooling is emitted with MXNet's default count_include_pad=True,
+                  but Keras averages over the real values only (InceptionV3: relative error 0.5 at
+                  the first one) -> count_include_pad=False, or, for asymmetric 'same' padding,
+                  the padded window sum divided by the count of real values in it.
+  merge           Add / Multiply become unnamed broadcast ops over the first two inputs only
+                  (a third input is dropped) -> every input, the result named after the layer.
 """
 from __future__ import annotations
 
@@ -33,7 +47,7 @@ import warnings
 
 SHIMMED_VERSION = "0.3.1"
 _applied: set[str] = set()
-BN_EPSILON = 1e-5  # the epsilon of the BatchNorm that stands for Rescaling/Normalization
+BN_EPSILON = 1e-5  # the epsilon of the BatchNorm that stands for Rescaling/Normalization (cuDNN's minimum)
 
 
 def check_mmdnn_version() -> None:
@@ -52,13 +66,55 @@ def check_mmdnn_version() -> None:
                       "conversions may fail or differ", RuntimeWarning, stacklevel=2)
 
 
+def keras_parser(model):
+    """A Keras2Parser (weights loaded) for an already loaded keras.Model; apply_keras_shims() first."""
+    from keras import backend
+    from mmdnn.conversion.common.DataStructure.parser import Parser
+    from mmdnn.conversion.keras.keras2_graph import Keras2Graph
+    from mmdnn.conversion.keras.keras2_parser import Keras2Parser
+
+    parser = Keras2Parser.__new__(Keras2Parser)
+    Parser.__init__(parser)
+    parser.weight_loaded = True
+    parser.data_format = backend.image_data_format()
+    parser.keras_graph = Keras2Graph(model)
+    parser.keras_graph.build()
+    parser.lambda_layer_count = 0
+    return parser
+
+
+def _unwrap(shape):
+    """`[(None, 32, 32, 3)]` (a one-input layer's shape in TF2) -> `(None, 32, 32, 3)`."""
+    return shape[0] if isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], tuple) else shape
+
+
+def _per_channel(value, channels: int, what: str):
+    """A scalar or a channels-long vector as a float32 vector of `channels` values."""
+    import numpy as np
+
+    arr = np.asarray(value, np.float32)
+    if arr.size == 1:
+        return np.full(channels, arr.reshape(-1)[0], np.float32)
+    if arr.size == channels and arr.shape[-1] == channels:
+        return arr.reshape(channels).copy()
+    raise NotImplementedError(f"{what} of shape {arr.shape} is not per-channel ({channels} channels)")
+
+
+def _channel_axis_only(layer, axis) -> None:
+    """Refuse a normalization over anything but the last (channels) axis (no axis: one scalar statistic)."""
+    rank = len(_unwrap(layer.input_shape))
+    axes = [axis] if isinstance(axis, int) else list(axis or ())
+    if axes and [a % rank for a in axes] != [rank - 1]:
+        raise NotImplementedError(f"{type(layer).__name__} over axis {axis} (only the channels axis "
+                                  f"{rank - 1} converts)")
+
+
 def apply_keras_shims() -> None:
     """Patch MMdnn's Keras parser for TF2 Keras (see the module docstring)."""
     if "keras" in _applied:
         return
     check_mmdnn_version()
     import keras
-    import numpy as np
     from mmdnn.conversion.common.DataStructure.graph import Graph
     from mmdnn.conversion.common.IR import graph_pb2
     from mmdnn.conversion.keras.keras2_graph import Keras2Graph, Keras2GraphNode
@@ -84,18 +140,15 @@ def apply_keras_shims() -> None:
                     self._make_connection(pred.name, layer.name)
         Graph.build(self)
 
-    def unwrap(shape):
-        return shape[0] if isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], tuple) else shape
-
     def set_output_shape(source_node, IR_node):
         shape = graph_pb2.TensorShape()
-        for dim in unwrap(source_node.layer.output_shape):
+        for dim in _unwrap(source_node.layer.output_shape):
             shape.dim.add().size = dim if dim else -1
         IR_node.attr["_output_shapes"].list.shape.extend([shape])
 
     def copy_shape(source_node, target_node):
         if hasattr(source_node, "output_shape"):
-            for dim in unwrap(source_node.output_shape):
+            for dim in _unwrap(source_node.output_shape):
                 target_node.attr["shape"].shape.dim.add().size = -1 if dim is None else dim
         else:
             target_node.attr["shape"].shape.unknown_rank = True
@@ -103,35 +156,48 @@ def apply_keras_shims() -> None:
     original_bn = Keras2Parser.rename_BatchNormalization
 
     def rename_batchnorm(self, keras_node):
-        axis = keras_node.keras_layer.axis
-        if not isinstance(axis, int):
-            keras_node.keras_layer.axis = int(list(axis)[0])
+        layer = keras_node.keras_layer
+        _channel_axis_only(layer, layer.axis)
+        if not isinstance(layer.axis, int):
+            layer.axis = int(list(layer.axis)[0])
         original_bn(self, keras_node)
 
-    def affine_as_batchnorm(self, source_node, gamma, beta, mean, var):
+    def affine_as_batchnorm(self, source_node, gamma, beta):
+        """y = gamma * x + beta per channel, written as an IR BatchNorm (mean 0, variance 1 - eps)."""
+        import numpy as np
+
         IR_node = self.IR_graph.node.add()
         Keras2Parser._copy_and_reop(source_node, IR_node, "BatchNorm")
         self.convert_inedge(source_node, IR_node)
-        channels = unwrap(source_node.layer.output_shape)[-1]
-        IR_node.attr["axis"].i = len(unwrap(source_node.layer.output_shape)) - 1
+        shape = _unwrap(source_node.layer.output_shape)
+        IR_node.attr["axis"].i = len(shape) - 1
         IR_node.attr["scale"].b = True
         IR_node.attr["bias"].b = True
         IR_node.attr["epsilon"].f = BN_EPSILON
-        full = lambda v: np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (channels,)).copy()  # noqa: E731
-        self.set_weight(source_node.name, "scale", full(gamma))
-        self.set_weight(source_node.name, "bias", full(beta))
-        self.set_weight(source_node.name, "mean", full(mean))
-        self.set_weight(source_node.name, "var", full(var))
+        self.set_weight(source_node.name, "scale", gamma)
+        self.set_weight(source_node.name, "bias", beta)
+        self.set_weight(source_node.name, "mean", np.zeros_like(gamma))
+        self.set_weight(source_node.name, "var", np.full_like(gamma, 1.0 - BN_EPSILON))
 
     def rename_rescaling(self, source_node):
         layer = source_node.layer
-        affine_as_batchnorm(self, source_node, layer.scale, layer.offset, 0.0, 1.0 - BN_EPSILON)
+        channels = _unwrap(layer.output_shape)[-1]
+        affine_as_batchnorm(self, source_node, _per_channel(layer.scale, channels, "Rescaling scale"),
+                            _per_channel(layer.offset, channels, "Rescaling offset"))
 
     def rename_normalization(self, source_node):
+        import numpy as np
+
         layer = source_node.layer
-        mean, var = np.asarray(layer.mean), np.asarray(layer.variance)
-        std = np.maximum(np.sqrt(var), keras.backend.epsilon())
-        affine_as_batchnorm(self, source_node, 1.0 / std, -mean / std, 0.0, 1.0 - BN_EPSILON)
+        _channel_axis_only(layer, layer.axis)
+        channels = _unwrap(layer.output_shape)[-1]
+        mean = _per_channel(layer.mean, channels, "Normalization mean")
+        std = np.maximum(np.sqrt(_per_channel(layer.variance, channels, "Normalization variance")),
+                         np.float32(keras.backend.epsilon()))
+        if getattr(layer, "invert", False):
+            affine_as_batchnorm(self, source_node, std, mean)
+        else:
+            affine_as_batchnorm(self, source_node, 1.0 / std, -mean / std)
 
     original_separable = Keras2Parser.rename_SeparableConv2D
 
@@ -153,11 +219,10 @@ def apply_keras_shims() -> None:
 
 
 def apply_mxnet_shims() -> None:
-    """Patch MMdnn's MXNet emitter: SeparableConv and Swish (see the module docstring)."""
+    """Patch MMdnn's MXNet emitter (see the module docstring)."""
     if "mxnet" in _applied:
         return
     check_mmdnn_version()
-    import numpy as np
     from mmdnn.conversion.mxnet.mxnet_emitter import MXNetEmitter
 
     def emit_separable(self, IR_node):
@@ -171,7 +236,7 @@ def apply_mxnet_shims() -> None:
         multiplier = 1
         if self.weight_loaded:
             weights = self.weights[IR_node.name]
-            depthwise = weights["depthwise_filter"]  # (kh, kw, in, multiplier)
+            depthwise = weights["depthwise_filter"]  # (kh, kw, in, multiplier): output channel c * multiplier + m
             multiplier = depthwise.shape[-1]
             self.output_weights[depthwise_name + "_weight"] = (
                 depthwise.transpose(2, 3, 0, 1).reshape(in_channels * multiplier, 1, *kernel))
@@ -193,9 +258,9 @@ def apply_mxnet_shims() -> None:
         return code
 
     def emit_swish(self, IR_node):
-        parent = self.parent_variable_name(IR_node)
-        return (f"{IR_node.variable_name:<15} = mx.sym.broadcast_mul({parent}, mx.sym.sigmoid({parent}), "
-                f"name='{IR_node.name}')")
+        parent, var = self.parent_variable_name(IR_node), IR_node.variable_name
+        return [f"{var + '_sigmoid':<15} = mx.sym.sigmoid({parent}, name='{IR_node.name}_sigmoid')",
+                f"{var:<15} = mx.sym.elemwise_mul({parent}, {var + '_sigmoid'}, name='{IR_node.name}')"]
 
     original_reshape = MXNetEmitter.emit_Reshape
 
@@ -216,7 +281,50 @@ def apply_mxnet_shims() -> None:
         back = (0, len(shape) - 1, *range(1, len(shape) - 1))
         return code + f"{var:<15} = mx.sym.transpose({var + '_cl'}, axes={back}, name='{IR_node.name}')"
 
+    def emit_softmax(self, IR_node):  # Keras's softmax axis -1 is the channels axis, 1 in MXNet's layout
+        return (f"{IR_node.variable_name:<15} = mx.sym.softmax(data={self.parent_variable_name(IR_node)}, "
+                f"axis=1, name='{IR_node.name}')")
+
+    original_pool = MXNetEmitter.emit_Pool
+
+    def emit_pool(self, IR_node):
+        pads = IR_node.get_attr("pads") or []
+        if IR_node.get_attr("pooling_type") != "AVG" or IR_node.get_attr("global_pooling") or not any(pads):
+            return original_pool(self, IR_node)
+        kernel = tuple(IR_node.get_attr("kernel_shape")[1:-1])
+        stride = tuple(IR_node.get_attr("strides")[1:-1])
+        asymmetric, pad = MXNetEmitter.transfer_pad(pads)
+        parent, var, name = self.parent_variable_name(IR_node), IR_node.variable_name, IR_node.name
+        if not asymmetric:
+            return (f"{var:<15} = mx.sym.Pooling(data={parent}, kernel={kernel}, pool_type='avg', stride={stride}, "
+                    f"pad={tuple(pad)}, count_include_pad=False, name='{name}')")
+        pad_width = tuple(pad)
+        return [f"{var + '_pad':<15} = mx.sym.pad({parent}, mode='constant', pad_width={pad_width}, name='{name}_pad')",
+                f"{var + '_sum':<15} = mx.sym.Pooling({var + '_pad'}, kernel={kernel}, pool_type='sum', "
+                f"stride={stride}, name='{name}_sum')",
+                f"{var + '_real':<15} = mx.sym.pad(mx.sym.ones_like({parent}), mode='constant', "
+                f"pad_width={pad_width}, name='{name}_real')",
+                f"{var + '_count':<15} = mx.sym.Pooling({var + '_real'}, kernel={kernel}, pool_type='sum', "
+                f"stride={stride}, name='{name}_count')",
+                f"{var:<15} = mx.sym.broadcast_div({var + '_sum'}, {var + '_count'}, name='{name}')"]
+
+    def merge(op):
+        def emit(self, IR_node):
+            inputs = [self.parent_variable_name(IR_node, [i]) for i in range(len(IR_node.in_edges))]
+            var, lines, acc = IR_node.variable_name, [], inputs[0]
+            for i, other in enumerate(inputs[1:], start=1):
+                last = i == len(inputs) - 1
+                name, target = (IR_node.name, var) if last else (f"{IR_node.name}_{i}", f"{var}_{i}")
+                lines.append(f"{target:<15} = mx.sym.{op}({acc}, {other}, name='{name}')")
+                acc = target
+            return lines
+        return emit
+
     MXNetEmitter.emit_Reshape = emit_reshape
     MXNetEmitter.emit_SeparableConv = emit_separable
     MXNetEmitter.emit_Swish = emit_swish
+    MXNetEmitter.emit_Softmax = emit_softmax
+    MXNetEmitter.emit_Pool = emit_pool
+    MXNetEmitter.emit_Add = merge("broadcast_add")
+    MXNetEmitter.emit_Mul = merge("broadcast_mul")
     _applied.add("mxnet")

@@ -8,6 +8,7 @@ from typing import Any
 from xvalidate.errors import OptionError
 from xvalidate.routes.base import Conversion, Route
 from xvalidate.worker import get_worker
+from xvalidate_adapters.mxnet import write_input_hint
 
 STEPS = "xvalidate.routes.onnx_steps"
 NAMES = "xvalidate.routes.onnx_names"
@@ -38,6 +39,8 @@ class OnnxRoute(Route):
             return Conversion(made["onnx"], _tuples(hints), artifacts, seconds)
         mxnet = get_worker(dst)
         built = mxnet.call(f"{STEPS}:onnx_to_mxnet", made["onnx"], str(out_dir / "mxnet"))
+        source_input = keras.input_info(source)  # tf2onnx keeps the Keras input layout inside the graph
+        write_input_hint(built["symbol"], source_input.name, list(source_input.shape), source_input.layout)
         mxnet_names = [info.name for info in mxnet.layers(built["symbol"])]
         hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names, mxnet_names)
         seconds["to_mxnet"] = built["seconds"]
