@@ -52,8 +52,8 @@ def save_tiny(kind: str, path: str) -> str:
         x = layers.SeparableConv2D(8, 3, padding="same", name="sep1")(inp)
         x = layers.BatchNormalization(name="sep1_bn")(x)
         x = layers.SeparableConv2D(6, 3, strides=2, padding="same", activation="relu", name="sep2")(x)
-    elif kind == "efficient":
-        x = layers.Rescaling(1 / 255.0, offset=0.1, name="rescaling")(inp)
+    elif kind.startswith("efficient"):  # "efficient0": no Rescaling offset (tf2onnx folds it into the next layer)
+        x = layers.Rescaling(1 / 255.0, offset=0.0 if kind == "efficient0" else 0.1, name="rescaling")(inp)
         norm = layers.Normalization(axis=-1, mean=[0.1, 0.2, 0.3], variance=[1.5, 2.0, 0.5], name="normalization")
         x = norm(x)
         x = layers.Conv2D(8, 3, padding="same", activation="swish", name="stem")(x)

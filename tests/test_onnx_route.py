@@ -62,7 +62,7 @@ def test_compare_routes_goes_on_when_one_route_cannot_convert(tmp_path):
 def test_preprocessing_before_the_first_transpose_keeps_the_keras_input_layout(tmp_path):
     """Rescaling/Normalization run on the NHWC input before tf2onnx's first transpose: the MXNet model
     imported from ONNX then takes NHWC input, recorded beside its symbol."""
-    h5 = get_worker("keras").call("test_mmdnn:save_tiny", "efficient", str(tmp_path / "eff.h5"))
+    h5 = get_worker("keras").call("test_mmdnn:save_tiny", "efficient0", str(tmp_path / "eff.h5"))
     report = xvalidate.validate(h5, src="keras", dst="mxnet", via="onnx", cache=False)
     assert report.passed, report.summary()
     assert get_worker("mxnet").input_info(report.dst_model).layout == "NHWC"
