@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 REL_FLOOR = 1e-6
+BLOCK = 1 << 16  # elements per block of the float64 computation
 
 
 class MetricAccumulator:
@@ -47,40 +48,53 @@ class MetricAccumulator:
         """Fold in one chunk: `ref` and `out` of the same shape, batch on axis 0."""
         if ref.shape != out.shape:
             raise ValueError(f"shapes differ: {ref.shape} vs {out.shape}")
-        r = np.asarray(ref, dtype=np.float64).reshape(-1)
-        o = np.asarray(out, dtype=np.float64).reshape(-1)
-        self.size += r.size
-        fin_r, fin_o = np.isfinite(r), np.isfinite(o)
-        if not (fin_r.all() and fin_o.all()):
-            self.nan_src += int(np.isnan(r).sum())
-            self.nan_dst += int(np.isnan(o).sum())
-            self.inf_src += int(np.isinf(r).sum())
-            self.inf_dst += int(np.isinf(o).sum())
-            both = fin_r & fin_o
-            # a value finite on one side only is a mismatch; identical infinities are not
-            self.mismatched += int((fin_r != fin_o).sum()) + int((~fin_r & ~fin_o & ~(r == o)).sum())
-            r, o = r[both], o[both]
-        if r.size:
-            d = r - o
-            a = np.abs(d)
-            n_new = r.size
-            mean_new = float(d.mean())
-            m2_new = float(np.dot(d - mean_new, d - mean_new))
-            self._merge_var(n_new, mean_new, m2_new)
-            self.sum_abs += float(a.sum())
-            self.sum_sq += float(np.dot(d, d))
+        flat_r, flat_o = np.asarray(ref).reshape(-1), np.asarray(out).reshape(-1)
+        self.size += flat_r.size
+        n = d_sum = d_sq = abs_sum = 0.0
+        for lo in range(0, flat_r.size, BLOCK):  # blocks: float64 scratch stays in cache, no page faults
+            r = flat_r[lo:lo + BLOCK].astype(np.float64)
+            o = flat_o[lo:lo + BLOCK].astype(np.float64)
+            if not (math.isfinite(float(r.sum())) and math.isfinite(float(o.sum()))):
+                r, o = self._drop_nonfinite(r, o)
+            if not r.size:
+                continue
+            d = np.subtract(r, o)
+            n += r.size
+            d_sum += float(d.sum())
+            d_sq += float(np.dot(d, d))
             self.sum_ref_sq += float(np.dot(r, r))
             self.sum_out_sq += float(np.dot(o, o))
             self.sum_dot += float(np.dot(r, o))
+            a = np.abs(d, out=d)
+            abs_sum += float(a.sum())
             self.max_abs = max(self.max_abs, float(a.max()))
-            abs_r = np.abs(r)
-            self.mismatched += int(np.count_nonzero(a > self.atol + self.rtol * abs_r))
+            abs_r = np.abs(r, out=r)
+            limit = np.multiply(abs_r, self.rtol, out=o)
+            limit += self.atol
+            self.mismatched += int(np.count_nonzero(a > limit))
             big = abs_r > REL_FLOOR
             if big.any():
-                rel = float((a[big] / abs_r[big]).max())
+                ratio = np.divide(a, abs_r, out=limit, where=big)
+                rel = float(np.max(ratio, where=big, initial=0.0))
                 self.max_rel = rel if self.max_rel is None else max(self.max_rel, rel)
+        if n:
+            mean = d_sum / n
+            self._merge_var(int(n), mean, max(d_sq - d_sum * mean, 0.0))
+            self.sum_sq += d_sq
+            self.sum_abs += abs_sum
         self._update_topk(ref, out)
         return self
+
+    def _drop_nonfinite(self, r: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fin_r, fin_o = np.isfinite(r), np.isfinite(o)
+        self.nan_src += int(np.isnan(r).sum())
+        self.nan_dst += int(np.isnan(o).sum())
+        self.inf_src += int(np.isinf(r).sum())
+        self.inf_dst += int(np.isinf(o).sum())
+        # a value finite on one side only is a mismatch; identical infinities are not
+        self.mismatched += int((fin_r != fin_o).sum()) + int((~fin_r & ~fin_o & ~(r == o)).sum())
+        both = fin_r & fin_o
+        return r[both], o[both]
 
     def _merge_var(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.n

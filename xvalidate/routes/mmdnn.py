@@ -4,6 +4,7 @@ mxnet, which must not meet TensorFlow in one process). MMdnn 0.3.1 needs shims t
 read TF2 Keras models: see xvalidate.routes.mmdnn_shims."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ class MMdnnRoute(Route):
             raise OptionError(f"via='mmdnn' takes no route options, got {', '.join(options)}")
         keras, mxnet = get_worker(src), get_worker(dst)
         ir = keras.call(f"{STEPS}:keras_to_ir", source, str(out_dir / "ir"))
-        built = mxnet.call(f"{STEPS}:ir_to_mxnet", ir["ir_pb"], ir["ir_npy"], str(out_dir / "mxnet"))
-        keras_names = [info.name for info in keras.layers(source)]
+        with ThreadPoolExecutor(1) as pool:  # the keras worker loads the model for the comparison meanwhile
+            layers = pool.submit(keras.layers, source)
+            built = mxnet.call(f"{STEPS}:ir_to_mxnet", ir["ir_pb"], ir["ir_npy"], str(out_dir / "mxnet"))
+            keras_names = [info.name for info in layers.result()]
         hints = mxnet.call(f"{STEPS}:mxnet_name_hints", built["symbol"], keras_names)
         artifacts = {"ir_json": ir["ir_json"], "ir_pb": ir["ir_pb"], "ir_npy": ir["ir_npy"],
                      "code": built["code"], "symbol": built["symbol"], "params": built["params"]}
