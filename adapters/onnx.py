@@ -1,8 +1,7 @@
 """ONNX adapter: an .onnx file or an in-memory onnx.ModelProto, run by onnxruntime.
 
-Capture: every node output is added to the graph outputs of an in-memory copy (types
-from onnx shape inference where known), one InferenceSession per (model, layer set),
-one run. Names are the ONNX tensor names. A tensor's layout is read from the op that
+Capture: every node output is added to the graph outputs of an in-memory copy, one
+InferenceSession (basic graph optimizations) per (model, layer set), one run. Names are the ONNX tensor names. A tensor's layout is read from the op that
 made it: Conv, pooling and BatchNormalization outputs are NCHW; the graph input keeps
 the layout its shape suggests (NHWC when the last axis is small and the second is not,
 as tf2onnx leaves Keras models).
@@ -147,6 +146,9 @@ def _session(proto: Any, outputs: list[str]):
     model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # basic optimizations only: every tensor is an output anyway, so the extended fusions find little
+    # to fuse, and the session is built in less than half the time
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 

@@ -136,12 +136,13 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def close(self) -> None:
-        """Ask the worker to exit; kill it if it does not within 5 s."""
+    def close(self, wait: bool = True) -> None:
+        """Ask the worker to exit; with `wait`, kill it if it has not within 5 s."""
         if self.alive():
             try:
                 self._conn.send(("exit", (), {}))
-                self.process.wait(5)
+                if wait:
+                    self.process.wait(5)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
@@ -229,15 +230,16 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
         return worker
 
 
-def shutdown_workers() -> None:
+def shutdown_workers(wait: bool = True) -> None:
     """Stop every worker this process started."""
     with _workers_lock:
         for worker in _workers.values():
-            worker.close()
+            worker.close(wait)
         _workers.clear()
 
 
-atexit.register(shutdown_workers)
+# at exit the workers are told to stop and left to do it: they exit at once, and nobody waits for them
+atexit.register(shutdown_workers, False)
 
 
 # ---------------------------------------------------------------- child side
@@ -288,10 +290,10 @@ def _serve(fd: int, adapter_name: str) -> None:
     while True:
         try:
             op, args, kwargs = conn.recv()
-        except EOFError:
-            return
+        except EOFError:  # the parent is gone
+            os._exit(0)
         if op == "exit":
-            return
+            os._exit(0)  # skip tearing down framework state nobody will use
         try:
             if server is None:
                 server = _Server(adapter_name)
