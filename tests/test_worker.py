@@ -87,3 +87,23 @@ def test_workers_are_reused():
 
     assert get_worker("onnx") is get_worker("onnx")
     assert get_worker("onnx").call("os:getpid") != os.getpid()
+
+
+def test_output_files_are_reused_only_once_their_arrays_are_gone(toy_plugin):
+    worker = Worker("toy")
+    try:
+        x = np.random.default_rng(2).standard_normal((4, 4)).astype("float32")
+        dense0 = x @ np.load(toy_plugin)["w0"]
+        first = worker.run(str(toy_plugin), x)
+        kept = first["dense0"].copy()
+        second = worker.run(str(toy_plugin), x * 2)  # the first arrays are alive: a new file
+        np.testing.assert_array_equal(first["dense0"], kept)
+        assert len(worker._buffers) == 2 and not worker._free_buffers
+        del first
+        assert len(worker._free_buffers) == 1
+        third = worker.run(str(toy_plugin), x * 3)  # written into the freed file
+        assert len(worker._buffers) == 2
+        np.testing.assert_allclose(third["dense0"], 3 * dense0, rtol=1e-5)
+        np.testing.assert_allclose(second["dense0"], 2 * dense0, rtol=1e-5)
+    finally:
+        worker.close()

@@ -24,6 +24,12 @@ def _stderr_console():
     return Console(stderr=True)
 
 
+def stdout_console():
+    """The console for tables: the terminal's width, or 150 columns when the output is a file or pipe."""
+    from rich.console import Console
+    return Console(width=None if sys.stdout.isatty() else 150)
+
+
 def _guard(fn: Callable) -> Callable:
     """Turn errors into one line and exit code 2 (a traceback only with --debug)."""
     @functools.wraps(fn)
@@ -94,11 +100,9 @@ def _tolerance_file(path: str | None) -> dict | None:
 
 
 def _finish(report, html: str | None, json_path: str | None, all_rows: bool) -> None:
-    from rich.console import Console
-
     from xvalidate.report.text import render
 
-    render(report, Console(), all_rows=all_rows)
+    render(report, stdout_console(), all_rows=all_rows)
     if json_path:
         click.echo(f"JSON report: {report.to_json(json_path)}")
     if html:
@@ -200,8 +204,6 @@ def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, b
 @_guard
 def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_path):
     """Validate MODEL through several conversion routes and compare them side by side."""
-    from rich.console import Console
-
     import xvalidate
     from xvalidate.report.routes import render_comparison
 
@@ -209,7 +211,7 @@ def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_pa
     with _Progress(sys.stderr.isatty()) as progress:
         comparison = xvalidate.compare_routes(model, src=src, dst=dst, via=via, inputs=inputs, cache=not no_cache,
                                               batch=batch, seed=seed, progress=progress)
-    render_comparison(comparison, Console())
+    render_comparison(comparison, stdout_console())
     if json_path:
         click.echo(f"JSON report: {comparison.to_json(json_path)}")
     if html:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 def run_demo(model: str, via: str, out: Path, all_rows: bool = False, progress_enabled: bool = False) -> None:
     """Build `model`, validate it through route `via`, print the table, write report.html/json in `out`."""
-    from rich.console import Console
-
     import xvalidate
-    from xvalidate.cli import EXIT_DIVERGE, EXIT_PASS, _Progress
+    from xvalidate.cli import EXIT_DIVERGE, EXIT_PASS, _Progress, stdout_console
     from xvalidate.errors import OptionError
     from xvalidate.models.keras_zoo import APPLICATIONS, BUILDERS
     from xvalidate.report.text import render
@@ -19,7 +17,7 @@ def run_demo(model: str, via: str, out: Path, all_rows: bool = False, progress_e
 
     if model not in APPLICATIONS and model not in BUILDERS:
         raise OptionError(f"--model: unknown {model!r}; expected one of {', '.join(APPLICATIONS + tuple(BUILDERS))}")
-    console = Console()
+    console = stdout_console()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

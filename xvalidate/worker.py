@@ -26,9 +26,10 @@ import tempfile
 import threading
 import time
 import traceback
+import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -43,9 +44,13 @@ _WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "MXNET_S
 
 
 # ---------------------------------------------------------------- array files
-def write_arrays(arrays: Mapping[str, np.ndarray]) -> dict:
-    """Write arrays into one shared-memory file; return its index (path + per-array dtype, shape, offset)."""
-    fd, path = tempfile.mkstemp(prefix="xvalidate-", suffix=".bin", dir=_SHM_DIR)
+def write_arrays(arrays: Mapping[str, np.ndarray], path: str | None = None) -> dict:
+    """Write arrays into one shared-memory file (a new one, or `path` overwritten from its start: its
+    pages are already allocated, which makes the write a plain memcpy); return its index."""
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="xvalidate-", suffix=".bin", dir=_SHM_DIR)
+    else:
+        fd = os.open(path, os.O_WRONLY)
     entries, offset = [], 0
     with os.fdopen(fd, "wb", buffering=0) as f:
         for name, arr in arrays.items():
@@ -61,8 +66,12 @@ def write_arrays(arrays: Mapping[str, np.ndarray]) -> dict:
     return {"path": path, "entries": entries, "nbytes": offset}
 
 
-def read_arrays(index: Mapping) -> dict[str, np.ndarray]:
-    """Map a file written by `write_arrays` and delete it; arrays are copy-on-write views of the mapping."""
+def read_arrays(index: Mapping, on_release: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Map a file written by `write_arrays`; arrays are copy-on-write views of the mapping.
+
+    Without `on_release` the file is deleted at once. With it, the file is kept and
+    `on_release(path)` is called once no returned array is alive any more (the mapping is
+    gone), so that the file can be written again."""
     path = index["path"]
     try:
         if index["nbytes"] == 0:
@@ -73,12 +82,20 @@ def read_arrays(index: Mapping) -> dict[str, np.ndarray]:
         for name, dtype, shape, offset in index["entries"]:
             count = int(np.prod(shape, dtype=np.int64))
             out[name] = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+        if on_release is not None:
+            weakref.finalize(buf, on_release, path)
+            path = None
         return out
     finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        if path is not None:
+            _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # ---------------------------------------------------------------- parent side
@@ -107,6 +124,8 @@ class Worker:
             )
         child_sock.close()
         self._conn = Connection(parent_sock.detach())
+        self._free_buffers: list[str] = []  # output files whose arrays are all gone: written again
+        self._buffers: set[str] = set()
 
     # -- public requests
     def layers(self, source: str) -> list:
@@ -122,12 +141,17 @@ class Worker:
     def run(self, source: str, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Capture the asked layers (all when None) of the model at `source` in one forward pass."""
         x_index = write_arrays({"x": np.asarray(x)})
+        reuse = self._free_buffers.pop() if self._free_buffers else None
         try:
-            index = self._request("run", str(source), x_index, None if layers is None else list(layers))
+            index = self._request("run", str(source), x_index, None if layers is None else list(layers), reuse)
         finally:
-            if os.path.exists(x_index["path"]):
-                os.unlink(x_index["path"])
-        return read_arrays(index)
+            _unlink(x_index["path"])
+        self._buffers.add(index["path"])
+        return read_arrays(index, self._release)
+
+    def _release(self, path: str) -> None:
+        if path in self._buffers:
+            self._free_buffers.append(path)
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
         """Run `package.module:function(*args, **kwargs)` inside the worker and return its (picklable) result."""
@@ -147,10 +171,11 @@ class Worker:
                 self.process.kill()
                 self.process.wait()
         self._conn.close()
-        try:
-            os.unlink(self.log_path)
-        except FileNotFoundError:
-            pass
+        for path in self._buffers:  # a file still mapped by live arrays stays readable until they go
+            _unlink(path)
+        self._buffers.clear()
+        self._free_buffers.clear()
+        _unlink(self.log_path)
 
     # -- plumbing
     def _request(self, op: str, *args: Any, **kwargs: Any) -> Any:
@@ -221,6 +246,8 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
     with _workers_lock:
         worker = _workers.get(adapter)
         if worker is None or not worker.alive():
+            if worker is not None:
+                worker.close()  # a dead one: remove its files
             if adapter not in adapter_names():  # unknown names fail here, in the caller's process
                 raise errors.UnknownAdapterError(
                     f"unknown adapter {adapter!r}; expected one of: {', '.join(adapter_names())}")
@@ -273,10 +300,11 @@ class _Server:
     def input_info(self, source: str) -> dict:
         return self.adapter.input_info(self.model(source)).to_dict()
 
-    def run(self, source: str, x_index: dict, layers: list[str] | None) -> dict:
+    def run(self, source: str, x_index: dict, layers: list[str] | None, out_path: str | None = None) -> dict:
         model = self.model(source)
         x = read_arrays(x_index)["x"]
-        return write_arrays(self.adapter.run(model, x, layers))
+        outputs = self.adapter.run(model, x, layers)
+        return write_arrays(outputs, out_path if out_path and os.path.exists(out_path) else None)
 
     @staticmethod
     def call(target: str, args: tuple, kwargs: dict) -> Any:
