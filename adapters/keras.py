@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xvalidate.errors import InputFileError, InputShapeError, UnknownLayerError
+from xvalidate.errors import InputFileError, InputShapeError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
 from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
 

@@ -1,7 +1,5 @@
-"""The MMdnn route: each shim, small models end to end, unsupported layers."""
-import warnings
-
-import numpy as np
+"""The MMdnn route through validate(): small models end to end, artifacts, cache, unsupported layers.
+The shims and the steps alone: test_mmdnn_shims.py, test_mmdnn_steps.py."""
 import pytest
 
 import xvalidate
@@ -10,38 +8,6 @@ from xvalidate.worker import get_worker
 
 
 # ---------------------------------------------------------------- run in the keras worker
-def shims_fix_each_break() -> dict:
-    """Each of the four TF2 breaks, checked directly on MMdnn's classes after the shims."""
-    import keras
-    from mmdnn.conversion.common.IR import graph_pb2
-    from mmdnn.conversion.keras.keras2_graph import Keras2Graph
-    from mmdnn.conversion.keras.keras2_parser import Keras2Parser
-
-    from xvalidate.models.keras_zoo import resnet_block
-    from xvalidate.routes.mmdnn_shims import apply_keras_shims
-
-    model = resnet_block()
-    found = {"functional": type(model).__name__}
-    try:
-        Keras2Graph(model)
-        found["type_check_before"] = "accepted"
-    except TypeError:
-        found["type_check_before"] = "rejected"
-    apply_keras_shims()
-    graph = Keras2Graph(model)  # graph_type
-    graph.build()  # graph_inbound: single inbound layers are not lists in TF2
-    found["edges"] = sum(len(graph.get_node(n).in_edges) for n in graph.topological_sort)
-
-    class Source:  # output_shape: InputLayer reports [(None, 32, 32, 3)]
-        layer = model.layers[0]
-    node = graph_pb2.NodeDef()
-    Keras2Parser._set_output_shape(Source, node)
-    found["input_dims"] = [d.size for d in node.attr["_output_shapes"].list.shape[0].dim]
-    bn = model.get_layer("stem_bn")
-    found["bn_axis_type"] = type(bn.axis).__name__
-    return found
-
-
 def save_tiny(kind: str, path: str) -> str:
     from tensorflow import keras
     from tensorflow.keras import layers
@@ -72,20 +38,6 @@ def save_tiny(kind: str, path: str) -> str:
     out = layers.Dense(5, activation="softmax", name="predictions")(x)
     keras.Model(inp, out).save(path)
     return path
-
-
-def test_each_shim_fixes_its_break():
-    from xvalidate.worker import Worker
-
-    worker = Worker("keras")  # a fresh process: no shim applied yet
-    try:
-        found = worker.call("test_mmdnn:shims_fix_each_break")
-    finally:
-        worker.close()
-    assert found["functional"] == "Functional" and found["type_check_before"] == "rejected"
-    assert found["edges"] >= 12
-    assert found["input_dims"] == [-1, 32, 32, 3]
-    assert found["bn_axis_type"] == "ListWrapper"  # what rename_BatchNormalization gets: the shim coerces it
 
 
 @pytest.mark.parametrize("kind", ["separable", "efficient", "avgpool"])
@@ -119,18 +71,6 @@ def test_a_lambda_layer_is_refused_with_a_hint(tmp_path):
     with pytest.raises(UnsupportedLayerError, match=r"layer 'double' \(Lambda\) cannot be converted by route "
                                                     r"'mmdnn'; try the ONNX route \(via='onnx'\)"):
         xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", cache=False)
-
-
-def test_version_warning_once(monkeypatch):
-    from xvalidate.routes import mmdnn_shims
-
-    monkeypatch.setattr(mmdnn_shims, "_applied", set())
-    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.2.4")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        mmdnn_shims.check_mmdnn_version()
-        mmdnn_shims.check_mmdnn_version()
-    assert len(caught) == 1 and "written for mmdnn 0.3.1; found 0.2.4" in str(caught[0].message)
 
 
 def test_route_refuses_other_pairs():

@@ -1,7 +1,7 @@
 """The result of a comparison: plain data, rendered by xvalidate.report.*."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1

@@ -16,11 +16,11 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import time
 from pathlib import Path
 
 from xvalidate.errors import ConversionError, InputFileError, UnsupportedLayerError, XValidateError
+from xvalidate.registry import get_adapter
 
 ROUTE = "mmdnn"
 ROUTE_HINT = "try the ONNX route (via='onnx')"
@@ -39,7 +39,7 @@ def keras_to_ir(model_path: str, out_dir: str) -> dict:
     from xvalidate.routes.mmdnn_shims import apply_keras_shims, keras_parser
 
     start = time.perf_counter()
-    model = _load_keras(model_path)
+    model = get_adapter("keras").load(model_path)
     apply_keras_shims()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,17 +53,6 @@ def keras_to_ir(model_path: str, out_dir: str) -> dict:
         parser.save_weights(paths["ir_npy"])
     Path(paths["ir_npy"] + DIGEST_SUFFIX).write_text(_sha256(paths["ir_npy"]))
     return {**paths, "layers": len(parser.keras_graph.topological_sort), "seconds": time.perf_counter() - start}
-
-
-def _load_keras(model_path: str):
-    from tensorflow import keras
-
-    if not os.path.exists(model_path):
-        raise InputFileError(f"{model_path}: no such Keras model file or directory")
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except (OSError, ValueError, TypeError, ImportError) as exc:
-        raise InputFileError(f"{model_path}: cannot load as a Keras model: {_first(exc)}") from exc
 
 
 def _unsupported(model_path: str, layer: str, kind: str, reason: str = "") -> UnsupportedLayerError:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from xvalidate.errors import ConversionError, InputFileError, UnsupportedLayerError
+from xvalidate.registry import get_adapter
 from xvalidate.routes.onnx_names import TENSOR_MAP_FILE, layer_in_name
 
 # MXNet 1.9.1's importer reads the operator definitions up to this opset once
@@ -35,7 +36,7 @@ def keras_to_onnx(model_path: str, out_path: str, opset: int = 11, inputs_as_nch
     Returns {"onnx": out_path, "opset", "seconds", "nodes"}."""
     import tf2onnx
 
-    model = _load_keras(model_path)
+    model = get_adapter("keras").load(model_path)
     errors = _ErrorLog("tf2onnx")
     start = time.perf_counter()
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
@@ -51,17 +52,6 @@ def keras_to_onnx(model_path: str, out_path: str, opset: int = 11, inputs_as_nch
     _save_onnx(proto, out_path)
     return {"onnx": str(out_path), "opset": _opset(proto), "seconds": time.perf_counter() - start,
             "nodes": len(proto.graph.node)}
-
-
-def _load_keras(model_path: str):
-    from tensorflow import keras
-
-    if not os.path.exists(model_path):
-        raise InputFileError(f"{model_path}: no such Keras model file or directory")
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except (OSError, ValueError, TypeError, ImportError) as exc:
-        raise InputFileError(f"{model_path}: cannot load as a Keras model: {_first_line(exc)}") from exc
 
 
 def _check_onnx_ops(proto, model, model_path: str) -> None:
