@@ -125,40 +125,33 @@ class MXNetAdapter(Adapter):
         return model
 
     # ---------------------------------------------------------------- graph
-    def _nodes(self, model: MXNetModel) -> list[tuple[str, dict, int | None]]:
-        """(capture name, json node, output index or None) for every op output, in graph order."""
-        graph = json.loads(model.symbol.tojson())
-        nodes = graph["nodes"]
-        by_name = {n["name"]: n for n in nodes}
+    def _nodes(self, model: MXNetModel) -> list[tuple[str, int, dict, str]]:
+        """(capture name, node index, json node, internal output name) for every op output, in graph order."""
+        nodes = json.loads(model.symbol.tojson())["nodes"]
+        index_of = {n["name"]: i for i, n in enumerate(nodes)}
         out = []
         for output in model.symbol.get_internals().list_outputs():
             m = _OUTPUT.match(output)
-            if not m or m.group(1) not in by_name or by_name[m.group(1)]["op"] == "null":
+            if not m or m.group(1) not in index_of or nodes[index_of[m.group(1)]]["op"] == "null":
                 continue
-            node = by_name[m.group(1)]
-            index = int(m.group(2)) if m.group(2) else None
-            out.append((m.group(1) if index is None else f"{m.group(1)}:{index}", node, output, nodes))
+            i = index_of[m.group(1)]
+            out.append((m.group(1) if not m.group(2) else f"{m.group(1)}:{m.group(2)}", i, nodes[i], output))
         return out
 
     def layers(self, model: MXNetModel) -> list[LayerInfo]:
         entries = self._nodes(model)
-        shapes = self._shapes(model, [e[2] for e in entries])
-        names_by_node_index: dict[int, str] = {}
-        all_nodes = entries[0][3] if entries else []
-        index_of = {id(n): i for i, n in enumerate(all_nodes)}
-        for name, node, _, _ in entries:
-            names_by_node_index.setdefault(index_of[id(node)], name)
+        shapes = self._shapes(model, [e[3] for e in entries])
+        name_of_node: dict[int, str] = {}
+        for name, i, _, _ in entries:
+            name_of_node.setdefault(i, name)
         infos = []
-        for name, node, output, _ in entries:
+        for name, _, node, output in entries:
             attrs = {k: _parse(v) for k, v in node.get("attrs", {}).items()}
-            kinds = _kinds(node["op"], attrs)
-            inputs = [names_by_node_index[i[0]] for i in node["inputs"] if i[0] in names_by_node_index]
+            inputs = [name_of_node[i[0]] for i in node["inputs"] if i[0] in name_of_node]
             shape = shapes.get(output)
-            if "kernel" in attrs and isinstance(attrs["kernel"], tuple):
-                attrs["kernel"] = list(attrs["kernel"])
             infos.append(LayerInfo(name=name, op=node["op"], shape=shape,
                                    layout=layout_for_rank(len(shape), channels_first=True) if shape else "none",
-                                   kinds=kinds, inputs=inputs, attrs=_small(attrs)))
+                                   kinds=_kinds(node["op"], attrs), inputs=inputs, attrs=_small(attrs)))
         return infos
 
     def _shapes(self, model: MXNetModel, outputs: list[str]) -> dict[str, tuple]:
@@ -185,7 +178,7 @@ class MXNetAdapter(Adapter):
         check_input(x, (None, *expected[1:]), model.source)
         entries = self._nodes(model)
         chosen = pick_layers([e[0] for e in entries], layers, model.source)
-        output_of = {e[0]: e[2] for e in entries}
+        output_of = {e[0]: e[3] for e in entries}
         key = (x.shape, tuple(chosen))
         exe = model.executors.get(key)
         if exe is None:

@@ -43,14 +43,6 @@ class Differ:
         self._started = False
         self.shapes: dict[str, tuple[tuple, tuple]] = {}
 
-    @property
-    def src_names(self) -> list[str]:
-        return [p.src for p in self.pairs]
-
-    @property
-    def dst_names(self) -> list[str]:
-        return [p.dst for p in self.pairs]
-
     def add(self, src_out: Mapping[str, np.ndarray], dst_out: Mapping[str, np.ndarray]) -> None:
         """Fold one chunk (the same samples on both sides) into every pair's metrics."""
         if not self._started:

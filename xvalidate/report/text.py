@@ -68,8 +68,9 @@ def render(report: Report, console, all_rows: bool = False, top: int = 15) -> No
     from rich.text import Text
 
     style = "bold green" if report.passed else "bold red"
-    console.print(Text(summary_text(report).split("\n")[0], style=style))
-    for line in summary_text(report).split("\n")[1:]:
+    verdict, *lines = summary_text(report).split("\n")
+    console.print(Text(verdict, style=style))
+    for line in lines:
         if line.startswith("likely cause"):
             console.print(Text(line, style="yellow"))
         elif line.startswith("first divergence"):
