@@ -114,6 +114,9 @@ class Adapter:
         """True when `obj` is an in-memory model of this framework (checked without importing it)."""
         return False
 
+    def release(self, model: Any) -> None:
+        """Drop whatever the adapter keeps for `model` (capture graphs, sessions): the worker is done with it."""
+
     def save(self, model: Any, directory: str, example: np.ndarray | None = None) -> str:
         """Write an in-memory model to files under `directory` that `load` reads; return the path.
         Called in the user's process (where the framework is already imported) so that a

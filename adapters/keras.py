@@ -85,6 +85,13 @@ class KerasAdapter(Adapter):
         self._sources[id(model)] = str(path)
         return model
 
+    def release(self, model: Any) -> None:
+        key = id(model)
+        self._entries.pop(key, None)
+        self._sources.pop(key, None)
+        for cached in [k for k in self._capture_models if k[0] == key]:
+            del self._capture_models[cached]
+
     def save(self, model: Any, directory: str, example: np.ndarray | None = None) -> str:
         path = Path(directory) / f"{model.name or 'model'}.h5"
         try:

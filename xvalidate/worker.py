@@ -289,8 +289,8 @@ class _Server:
         except OSError:
             key = (source,)
         if key not in self._models:
-            if len(self._models) >= 4:
-                self._models.pop(next(iter(self._models)))
+            if len(self._models) >= 2:  # big models: keep the two in use (source and destination)
+                self.adapter.release(self._models.pop(next(iter(self._models))))
             self._models[key] = self.adapter.load(source)
         return self._models[key]
 
