@@ -76,3 +76,11 @@ def test_the_user_input_file_is_not_modified(toy_plugin, tmp_path):
     before = (tmp_path / "x.npy").read_bytes()
     assert invoke("compare", toy_plugin, toy_plugin, "--src", "toy", "--dst", "toy", "--input", tmp_path / "x.npy").exit_code == 0
     assert (tmp_path / "x.npy").read_bytes() == before
+
+
+def test_empty_batch_and_bad_batch_size(toy_plugin, tmp_path):
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4), np.float32))
+    result = invoke("compare", toy_plugin, toy_plugin, "--src", "toy", "--dst", "toy", "--input", tmp_path / "empty.npy")
+    assert result.exit_code == 2 and "the batch is empty" in result.output
+    result = invoke("compare", toy_plugin, toy_plugin, "--src", "toy", "--dst", "toy", "--batch", 0)
+    assert result.exit_code == 2 and "batch: expected a positive number of samples, got 0" in result.output

@@ -61,6 +61,8 @@ def test_seed2_cnn_end_to_end_with_artifacts(tmp_path, monkeypatch):
     assert {"convert", "src_run", "dst_run", "diff"} <= set(report.timings)
     kept = {p.name for p in (tmp_path / "keep").iterdir()}
     assert {"ir.json", "ir.pb", "ir.npy", "mxnet_model.py", "model-symbol.json", "model-0000.params"} <= kept
+    with pytest.raises(xvalidate.XValidateError, match=r"keep: .*keep is not empty; give a new or empty directory"):
+        xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", keep=str(tmp_path / "keep"))
     again = xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn")
     assert again.meta["cache_hit"] and not report.meta["cache_hit"]
     assert again.timings["convert"] < report.timings["convert"] / 2

@@ -72,6 +72,8 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     tol = Tolerances(atol, rtol, tolerances)
     get_route(via).check(src, dst)  # a wrong option is reported before anything is loaded
     _budget(memory_budget)
+    if keep and Path(keep).is_dir() and any(Path(keep).iterdir()):  # never overwrite what is there
+        raise OptionError(f"keep: {keep} is not empty; give a new or empty directory")
     with _sources([(src, model)]) as (src_path,):
         _notify(progress, "convert", 0, 1)
         t0 = time.perf_counter()
@@ -177,7 +179,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     report = Report(
         src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
         unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired], "dst": alignment.unmatched_dst},
-        passed=first is None, first_divergence=first, inputs={**input_desc, "chunk": largest},
+        passed=first is None and bool(rows), first_divergence=first, inputs={**input_desc, "chunk": largest},
         tolerances=tol.describe(), timings=timings,
         meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
             "src": len(src_layers), "dst": len(dst_layers)}},
@@ -289,12 +291,10 @@ def _keep_artifacts(artifacts: Mapping[str, str], keep: str) -> dict[str, str]:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OptionError(f"keep: cannot create directory {dest} ({exc.strerror})") from None
-    kept = {}
+    targets = {name: dest / Path(path).name for name, path in artifacts.items()}
     for name, path in artifacts.items():
-        target = dest / Path(path).name
-        shutil.copy2(path, target)
-        kept[name] = str(target)
-    return kept
+        shutil.copy2(path, targets[name])
+    return {name: str(target) for name, target in targets.items()}
 
 
 def _versions() -> dict[str, str]:

@@ -31,6 +31,8 @@ def load_inputs(inputs: Any, shape: Sequence[int | None], layout: str, batch: in
 
     `shape` is the model's input shape with the batch dimension first (None or any value)."""
     want = tuple(shape[1:])
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise OptionError(f"batch: expected a positive number of samples, got {batch!r}")
     if inputs is None:
         if any(d is None for d in want):
             raise InputShapeError(f"the model's input shape {_fmt(shape)} has unknown dimensions: give inputs "
@@ -52,6 +54,8 @@ def load_inputs(inputs: Any, shape: Sequence[int | None], layout: str, batch: in
         x = x[None]
     if x.ndim != len(want) + 1 or any(w is not None and w != d for w, d in zip(want, x.shape[1:])):
         raise InputShapeError(f"inputs ({what}): shape {x.shape} does not fit the model's input {_fmt(shape)}")
+    if x.shape[0] == 0:
+        raise InputShapeError(f"inputs ({what}): the batch is empty")
     if not np.issubdtype(x.dtype, np.number):
         raise InputShapeError(f"inputs ({what}): expected numbers, got dtype {x.dtype}")
     x = x.astype(dtype, copy=False)

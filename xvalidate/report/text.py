@@ -45,6 +45,8 @@ def summary_text(report: Report) -> str:
     lines.append(f"layers paired: {len(report.layers)} of {total} source layers; {failed} outside tolerance; "
                  f"unmatched: {len(report.unmatched.get('src', []))} source, {len(report.unmatched.get('dst', []))} destination")
     first = report.first_divergence
+    if not report.layers:
+        lines.append("no layer could be paired: give a layer_map (--layer-map) to say which tensors correspond")
     if first is not None:
         where = f"{first.src} -> {first.dst}"
         detail = first.note or f"max_abs {fmt(first.metrics.get('max_abs'))}, mismatched {mismatch_text(first)}"
