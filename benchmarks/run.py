@@ -30,6 +30,9 @@ BENCHES = ("capture", "per_layer", "polygraphy", "validate", "memory")
 
 
 def build_models(work: Path) -> dict:
+    resnet18 = work / "resnet18_v1-symbol.json"
+    if not resnet18.exists():
+        get_worker("mxnet").call("xvalidate.models.gluon_zoo:save_resnet18", str(work / "resnet18_v1"))
     keras = get_worker("keras")
     h5 = work / "ResNet50.h5"
     if not h5.exists():
@@ -37,11 +40,19 @@ def build_models(work: Path) -> dict:
     onnx_path = work / "ResNet50.onnx"
     if not onnx_path.exists():
         keras.call("xvalidate.routes.onnx_steps:keras_to_onnx", str(h5), str(onnx_path), 11)
-    return {"h5": str(h5), "onnx": str(onnx_path)}
+    return {"h5": str(h5), "onnx": str(onnx_path), "resnet18": str(resnet18)}
 
 
 def bench_capture(models: dict) -> list[dict]:
     rows = []
+    for adapter, source, shape, label in (("onnx", models["onnx"], [1, 224, 224, 3], "ResNet50 (tf2onnx)"),
+                                          ("mxnet", models["resnet18"], [1, 3, 224, 224], "Gluon resnet18_v1")):
+        r = get_worker(adapter).call("steps:capture_vs_plain", adapter, source, shape)
+        ratio = r["capture_s"] / r["plain_s"]
+        rows.append({"name": f"{adapter} capture-all vs final output only, {label}, batch 1", "value": ratio,
+                     "unit": "x", "goal": "report", "ok": True,
+                     "detail": f"final only {r['plain_s'] * 1000:.0f} ms, all {r['capture_s'] * 1000:.0f} ms, "
+                               f"{r['layers']} outputs, {r['bytes'] / 1e6:.0f} MB"})
     for batch in (1, 8):
         r = get_worker("keras").call("steps:keras_capture_vs_plain", models["h5"], batch)
         ratio = r["capture_s"] / r["plain_s"]

@@ -60,3 +60,20 @@ def timed_plain_forward(adapter_name: str, source: str, x_shape: list[int], repe
     last = [adapter.layers(model)[-1].name]
     adapter.run(model, x, last)
     return _best(lambda: adapter.run(model, x, last), repeats)
+
+
+def capture_vs_plain(adapter_name: str, source: str, x_shape: list[int], repeats: int = 5) -> dict:
+    """The adapter capturing every layer vs capturing only the final output, same model and input."""
+    from xvalidate.registry import get_adapter
+
+    adapter = get_adapter(adapter_name)
+    model = adapter.load(source)
+    x = np.random.default_rng(0).standard_normal(x_shape).astype("float32")
+    last = [adapter.layers(model)[-1].name]
+    every = adapter.run(model, x)
+    adapter.run(model, x, last)
+    plain = _best(lambda: adapter.run(model, x, last), repeats)
+    adapter.run(model, x)
+    capture = _best(lambda: adapter.run(model, x), repeats)
+    return {"plain_s": plain, "capture_s": capture, "layers": len(every),
+            "bytes": int(sum(a.nbytes for a in every.values()))}

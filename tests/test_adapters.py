@@ -55,19 +55,16 @@ def run_in_memory_keras(x: np.ndarray) -> float:
 # ---------------------------------------------------------------- run in the mxnet worker
 def save_resnet18(prefix: str, x: np.ndarray) -> dict:
     import mxnet as mx
-    from mxnet.gluon.model_zoo import vision
 
-    mx.random.seed(0)
-    with mx.name.NameManager():
-        net = vision.resnet18_v1(pretrained=False)
-    net.initialize(mx.init.Xavier())
-    net.hybridize()
+    from xvalidate.models.gluon_zoo import save_resnet18 as export
+
+    symbol = export(prefix, x.shape)
+    net = mx.gluon.SymbolBlock.imports(symbol, ["data"], prefix + "-0000.params")
     plain = net(mx.nd.array(x)).asnumpy()
-    net.export(prefix)
-    sym = mx.sym.load(prefix + "-symbol.json")
+    sym = mx.sym.load(symbol)
     ops = [n for n in sym.get_internals().list_outputs() if not n.endswith(("_weight", "_bias", "_gamma", "_beta",
                                                                                "_running_mean", "_running_var", "data"))]
-    return {"symbol": prefix + "-symbol.json", "final": plain, "ops": len(ops)}
+    return {"symbol": symbol, "final": plain, "ops": len(ops)}
 
 
 # ---------------------------------------------------------------- run in the onnx worker
@@ -161,3 +158,19 @@ def test_wrong_shape_and_unknown_layer(models):
         xvalidate.run("keras", models["seed2"], np.zeros((1, 80, 120), np.float32))
     with pytest.raises(UnknownLayerError, match=r"block\.onnx: no layer 'nope'"):
         xvalidate.run("onnx", models["onnx"], np.zeros((1, 32, 32, 3), np.float32), layers=["nope"])
+
+
+@pytest.mark.slow
+def test_resnet50_every_layer_in_one_pass(tmp_path):
+    keras = get_worker("keras")
+    h5 = keras.call("xvalidate.models.keras_zoo:save", "ResNet50", str(tmp_path / "ResNet50.h5"))
+    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
+    captured = xvalidate.run("keras", h5, x)
+    plain = keras.call("test_adapters:keras_plain", h5, x)
+    assert len(captured) >= 170 and len(captured) == plain["layers"]
+    np.testing.assert_allclose(captured["predictions"], plain["final"], rtol=1e-5, atol=1e-8)
+    onnx_path = keras.call("xvalidate.routes.onnx_steps:keras_to_onnx", h5, str(tmp_path / "r50.onnx"), 11)["onnx"]
+    captured = xvalidate.run("onnx", onnx_path, x)
+    plain = get_worker("onnx").call("test_adapters:onnx_plain", onnx_path, x)
+    assert len(captured) == plain["outputs"]
+    np.testing.assert_allclose(list(captured.values())[-1], plain["final"], rtol=1e-5, atol=1e-8)
