@@ -84,3 +84,12 @@ def test_empty_batch_and_bad_batch_size(toy_plugin, tmp_path):
     assert result.exit_code == 2 and "the batch is empty" in result.output
     result = invoke("compare", toy_plugin, toy_plugin, "--src", "toy", "--dst", "toy", "--batch", 0)
     assert result.exit_code == 2 and "batch: expected a positive number of samples, got 0" in result.output
+
+
+def test_layers_command_lists_the_model(toy_plugin):
+    result = invoke("layers", toy_plugin, "--adapter", "toy")
+    assert result.exit_code == 0
+    assert [name in result.output for name in ("dense0", "relu0", "dense1")] == [True] * 3
+    assert "matmul" in result.output and "(None, 6)" in result.output
+    missing = invoke("layers", "nope.npz", "--adapter", "toy")
+    assert missing.exit_code == 2 and "nope.npz: no such model file" in missing.output

@@ -237,7 +237,7 @@ def _sources(items: Sequence[tuple[str, Any]], example: np.ndarray | None = None
         for name, model in items:
             adapter = get_adapter(name)
             if isinstance(model, (str, os.PathLike)):
-                paths.append(_checked_path(adapter, Path(model)))
+                paths.append(checked_source(name, model))
                 continue
             if not adapter.owns(model):
                 raise InputFileError(f"{name} model: expected a file path or an in-memory {name} model, "
@@ -250,7 +250,10 @@ def _sources(items: Sequence[tuple[str, Any]], example: np.ndarray | None = None
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _checked_path(adapter, path: Path) -> str:
+def checked_source(name: str, model: str | os.PathLike) -> str:
+    """The absolute path of a model file for adapter `name`; a missing file or a wrong extension
+    raises InputFileError."""
+    adapter, path = get_adapter(name), Path(model)
     if not path.exists():
         raise InputFileError(f"{path}: no such model file")
     name = path.name.lower()

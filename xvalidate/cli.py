@@ -247,10 +247,11 @@ def capture(model, name, inputs, batch, seed, layers, out):
     import numpy as np
 
     import xvalidate
+    from xvalidate.api import checked_source
     from xvalidate.inputs import load_inputs
     from xvalidate.worker import get_worker
 
-    source = str(Path(model).resolve()) if Path(model).exists() else model
+    source = checked_source(name, model)
     info = get_worker(name).input_info(source)
     x, _ = load_inputs(inputs, info.shape, info.layout, batch=batch, seed=seed, dtype=info.dtype)
     outputs = xvalidate.run(name, source, x, [n for n in layers.split(",") if n] if layers else None)
@@ -259,6 +260,28 @@ def capture(model, name, inputs, batch, seed, layers, out):
     if out:
         np.savez(out, **outputs)
         click.echo(f"saved to {out}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
+@_guard
+def layers(model, name):
+    """List MODEL's capturable layers: name, op, kinds, output shape (names for --layer-map)."""
+    from rich.table import Table
+
+    from xvalidate.api import checked_source
+    from xvalidate.worker import get_worker
+
+    source = checked_source(name, model)
+    table = Table(header_style="bold")
+    for column in ("#", "name", "op", "kinds", "shape", "layout"):
+        table.add_column(column, overflow="fold")
+    infos = get_worker(name).layers(source)
+    for i, info in enumerate(infos):
+        shape = "-" if info.shape is None else str(tuple(info.shape))
+        table.add_row(str(i), info.name, info.op, " ".join(info.kinds), shape, info.layout)
+    stdout_console().print(table)
 
 
 @main.command(name="adapters")
