@@ -2,24 +2,30 @@
 Module checkpoints, keys `arg:`/`aux:`), or an in-memory Gluon HybridBlock.
 
 Capture: every non-variable output of `symbol.get_internals()` grouped into one symbol,
-bound once per (input shape, layer set), one forward (is_train=False). Names are the
-internal output names without "_output" ("conv0_fwd"); an op with several outputs gives
-"name:0", "name:1"... The input is the one argument with no value in the params.
+bound once per (input shape, layer set) with grad_req="null", one forward (is_train=False).
+Names are the internal output names without "_output" ("conv0_fwd"); an op with several
+outputs gives "name:0", "name:1"... The input is the one argument with no value in the params
+(labels of a Module's SoftmaxOutput, `*_label`, are bound to zeros).
 
 The input's layout is NCHW unless the graph starts by transposing it from NHWC (models
 imported from tf2onnx). A `prefix-input.json` beside the symbol ({"name", "shape",
-"layout"}), written by `save` and by the routes, records the input shape; without it the
-channel count is read from the first convolution and the spatial size is unknown.
+"layout"}), written by `save` and by the routes, records the input shape; `load(...,
+input_shape=...)` gives it too. Without either, the channel count is read from the first
+convolution and the other dimensions are unknown (None): layer shapes then keep None where
+they depend on them. Tensor layouts: a transpose permutes its input's layout, other ops that
+keep the rank keep it, anything else is channels-first by rank (NCHW, NCW, NC).
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -29,17 +35,25 @@ from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
 
 _OUTPUT = re.compile(r"^(.*)_output(\d*)$")
 _KINDS = {
-    "Convolution": ["conv"], "Deconvolution": ["conv"], "FullyConnected": ["dense"], "BatchNorm": ["bn"],
-    "Flatten": ["flatten"], "flatten": ["flatten"], "Reshape": ["reshape"], "reshape": ["reshape"],
-    "softmax": ["softmax"], "SoftmaxActivation": ["softmax"], "SoftmaxOutput": ["softmax"],
-    "relu": ["relu"], "sigmoid": ["sigmoid"], "tanh": ["tanh"], "LeakyReLU": ["act"],
+    "Convolution": ["conv"], "Deconvolution": ["conv"], "FullyConnected": ["dense"], "dot": ["dense"],
+    "_linalg_gemm2": ["dense"], "BatchNorm": ["bn"],
+    "BatchNorm_v1": ["bn"], "_contrib_SyncBatchNorm": ["bn"], "Flatten": ["flatten"], "flatten": ["flatten"],
+    "Reshape": ["reshape"], "reshape": ["reshape"], "softmax": ["softmax"], "SoftmaxActivation": ["softmax"],
+    "SoftmaxOutput": ["softmax"], "relu": ["relu"], "sigmoid": ["sigmoid"], "tanh": ["tanh"], "LeakyReLU": ["act"],
     "elemwise_add": ["add"], "broadcast_add": ["add"], "_Plus": ["add"], "_plus": ["add"], "add_n": ["add"],
     "ElementWiseSum": ["add"], "elemwise_mul": ["mul"], "broadcast_mul": ["mul"], "_Mul": ["mul"], "_mul": ["mul"],
     "Concat": ["concat"], "concat": ["concat"], "Pad": ["pad"], "pad": ["pad"],
-    "Dropout": ["identity"], "transpose": ["identity"], "_copy": ["identity"], "identity": ["identity"],
-    "BlockGrad": ["identity"],
+    "Dropout": ["identity"], "transpose": ["identity"], "SwapAxis": ["identity"], "_copy": ["identity"],
+    "identity": ["identity"], "BlockGrad": ["identity"], "Cast": ["identity"], "cast": ["identity"],
 }
 _ACT = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "act", "softsign": "act"}
+_RESHAPES = {"Reshape", "reshape", "Flatten", "flatten", "transpose", "SwapAxis", "expand_dims", "squeeze"}
+# Framework-neutral names of MXNet attributes, added beside the originals
+_ATTR_ALIASES = {"stride": "strides", "pad": "padding", "eps": "epsilon", "num_filter": "filters",
+                 "num_hidden": "units", "act_type": "activation"}
+# Sizes given to unknown input dimensions for shape inference: a dimension that comes out the
+# same for both does not depend on them
+_PROBE_SIZES = (224, 256)
 
 
 @dataclass
@@ -56,13 +70,13 @@ class MXNetModel:
     executors: dict = field(default_factory=dict)
 
 
-def _parse(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return {"True": True, "False": False}.get(value, value)
+@dataclass
+class _Op:
+    """One captured output: its name, the graph node that makes it, and the internal output name."""
+
+    name: str
+    node: dict
+    output: str
 
 
 class MXNetAdapter(Adapter):
@@ -78,14 +92,18 @@ class MXNetAdapter(Adapter):
     def save(self, model: Any, directory: str, example: np.ndarray | None = None) -> str:
         import mxnet as mx
 
+        where = f"gluon block {model.name!r}"
+        if not isinstance(model, mx.gluon.HybridBlock):
+            raise InputFileError(f"{where}: a Block that is not a HybridBlock has no graph to export; "
+                                 "build it from HybridBlocks")
         prefix = str(Path(directory) / "model")
-        model.hybridize()
-        try:
+        try:  # a block hybridized and run once has its graph; hybridize() again would drop it
             model.export(prefix)
-        except (AssertionError, RuntimeError, mx.base.MXNetError):
+        except RuntimeError:
             if example is None:
-                raise InputShapeError("in-memory Gluon block: run it once (hybridized) before passing it, or give "
-                                      "inputs, so that its graph can be exported") from None
+                raise InputFileError(f"{where}: its graph is not known yet; call hybridize() and run it once "
+                                     "before passing it, or give example inputs") from None
+            model.hybridize()
             model(mx.nd.array(example[:1]))
             model.export(prefix)
         if example is not None:
@@ -93,19 +111,27 @@ class MXNetAdapter(Adapter):
         return prefix + "-symbol.json"
 
     def load(self, source: Any, input_shape: Sequence[int | None] | None = None) -> MXNetModel:
+        """A symbol file (or its params file) or an in-memory HybridBlock; `input_shape` (batch
+        first) overrides the shape recorded beside the symbol."""
         if self.owns(source):
-            return self.load(self.save(source, tempfile.mkdtemp(prefix="xvalidate-gluon-")), input_shape)
+            with tempfile.TemporaryDirectory(prefix="xvalidate-gluon-") as directory:
+                model = self.load(self.save(source, directory), input_shape)
+            model.source = f"gluon block {source.name!r}"
+            return model
         symbol_path, params_path = _files(Path(source))
         import mxnet as mx
 
         try:
             symbol = mx.sym.load(str(symbol_path))
         except Exception as exc:  # MXNetError, or a decode error on a binary file
-            raise InputFileError(f"{symbol_path}: not a readable MXNet symbol file ({_first(exc)})") from None
+            raise InputFileError(f"{symbol_path}: not a readable MXNet symbol file ({_first_line(exc)})") from None
         try:
             saved = mx.nd.load(str(params_path))
         except Exception as exc:  # MXNetError and friends
-            raise InputFileError(f"{params_path}: not a readable MXNet params file ({_first(exc)})") from None
+            raise InputFileError(f"{params_path}: not a readable MXNet params file ({_first_line(exc)})") from None
+        if not isinstance(saved, dict):
+            raise InputFileError(f"{params_path}: holds unnamed arrays; expected the named parameters that "
+                                 "export() or save_checkpoint() write")
         arg_params, aux_params = {}, {}
         for key, value in saved.items():
             kind, _, name = key.partition(":")
@@ -121,50 +147,29 @@ class MXNetAdapter(Adapter):
         hint = _read_input_hint(symbol_path)
         model.input_layout = hint.get("layout") or _input_layout(symbol, free[0])
         shape = input_shape or hint.get("shape")
-        model.input_shape = tuple(shape) if shape else _guess_input_shape(model)
+        model.input_shape = (None, *shape[1:]) if shape else _guess_input_shape(model)
         return model
 
     # ---------------------------------------------------------------- graph
-    def _nodes(self, model: MXNetModel) -> list[tuple[str, int, dict, str]]:
-        """(capture name, node index, json node, internal output name) for every op output, in graph order."""
-        nodes = json.loads(model.symbol.tojson())["nodes"]
-        index_of = {n["name"]: i for i, n in enumerate(nodes)}
-        out = []
-        for output in model.symbol.get_internals().list_outputs():
-            m = _OUTPUT.match(output)
-            if not m or m.group(1) not in index_of or nodes[index_of[m.group(1)]]["op"] == "null":
-                continue
-            i = index_of[m.group(1)]
-            out.append((m.group(1) if not m.group(2) else f"{m.group(1)}:{m.group(2)}", i, nodes[i], output))
-        return out
-
     def layers(self, model: MXNetModel) -> list[LayerInfo]:
-        entries = self._nodes(model)
-        shapes = self._shapes(model, [e[3] for e in entries])
-        name_of_node: dict[int, str] = {}
-        for name, i, _, _ in entries:
-            name_of_node.setdefault(i, name)
+        ops = _ops(model.symbol)
+        shapes = _infer_shapes(model)
+        name_of = {(op.node["name"], _index(op.name)): op.name for op in ops}
+        captured = set(name_of.values())
+        layouts = {model.input_name: model.input_layout}
+        nodes = json.loads(model.symbol.tojson())["nodes"]
         infos = []
-        for name, _, node, output in entries:
-            attrs = {k: _parse(v) for k, v in node.get("attrs", {}).items()}
-            inputs = [name_of_node[i[0]] for i in node["inputs"] if i[0] in name_of_node]
-            shape = shapes.get(output)
-            infos.append(LayerInfo(name=name, op=node["op"], shape=shape,
-                                   layout=layout_for_rank(len(shape), channels_first=True) if shape else "none",
-                                   kinds=_kinds(node["op"], attrs), inputs=inputs, attrs=_small(attrs)))
+        for op in ops:
+            attrs = {k: _parse(v) for k, v in op.node.get("attrs", {}).items()}
+            inputs = [name_of.get((nodes[i]["name"], j)) or nodes[i]["name"] for i, j, *_ in op.node["inputs"]]
+            data_inputs = [n for n in inputs if n in layouts]
+            shape = shapes.get(op.output)
+            layout = _layout(op.node["op"], attrs, shape, layouts.get(data_inputs[0]) if data_inputs else None)
+            layouts[op.name] = layout
+            infos.append(LayerInfo(name=op.name, op=op.node["op"], shape=shape, layout=layout,
+                                   kinds=_kinds(op.node["op"], attrs, model, nodes, op.node, shapes, shape),
+                                   inputs=[n for n in inputs if n in captured], attrs=_small(attrs)))
         return infos
-
-    def _shapes(self, model: MXNetModel, outputs: list[str]) -> dict[str, tuple]:
-        if model.input_shape is None or any(d is None for d in model.input_shape[1:]):
-            return {}
-        internals = model.symbol.get_internals()
-        try:
-            _, out_shapes, _ = internals.infer_shape(**{model.input_name: (1, *model.input_shape[1:])})
-        except Exception:  # shape inference is a nicety here; run() reports real shapes
-            return {}
-        if out_shapes is None:
-            return {}
-        return {o: (None, *s[1:]) for o, s in zip(internals.list_outputs(), out_shapes) if o in set(outputs)}
 
     def input_info(self, model: MXNetModel) -> InputInfo:
         shape = model.input_shape or (None, None, None, None)
@@ -176,12 +181,12 @@ class MXNetAdapter(Adapter):
 
         expected = model.input_shape or (None,) * x.ndim
         check_input(x, (None, *expected[1:]), model.source)
-        entries = self._nodes(model)
-        chosen = pick_layers([e[0] for e in entries], layers, model.source)
-        output_of = {e[0]: e[3] for e in entries}
+        ops = _ops(model.symbol)
+        chosen = pick_layers([op.name for op in ops], layers, model.source)
         key = (x.shape, tuple(chosen))
         exe = model.executors.get(key)
         if exe is None:
+            output_of = {op.name: op.output for op in ops}
             internals = model.symbol.get_internals()
             group = mx.sym.Group([internals[output_of[n]] for n in chosen])
             args = {name: model.arg_params[name] for name in group.list_arguments() if name in model.arg_params}
@@ -191,16 +196,34 @@ class MXNetAdapter(Adapter):
                     args[name] = mx.nd.zeros((x.shape[0],))
             aux = {name: model.aux_params[name] for name in group.list_auxiliary_states()}
             try:
-                exe = group.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
+                with _no_graph_fusion():
+                    exe = group.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
             except mx.base.MXNetError as exc:
                 raise InputShapeError(f"{model.source}: cannot run on an input of shape {tuple(x.shape)} "
-                                      f"({_first(exc)})") from None
-            model.executors = {key: exe}  # one cached executor: a new shape rebinds
+                                      f"({_first_line(exc)})") from None
+            model.executors = {key: exe}  # one executor at a time: a new shape or layer set binds again
         exe.arg_dict[model.input_name][:] = x.astype(np.float32, copy=False)
         outputs = exe.forward(is_train=False)
+        # the executor reuses its output arrays on the next forward: copy them out
         return {name: out.asnumpy() for name, out in zip(chosen, outputs)}
 
 
+@contextlib.contextmanager
+def _no_graph_fusion() -> Iterator[None]:
+    """Bind without the oneDNN subgraph backend, which fuses ops (conv + relu...) and then cannot
+    hand out the outputs inside a fused group. MXNet reads the variable at each bind."""
+    before = os.environ.get("MXNET_SUBGRAPH_BACKEND")
+    os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MXNET_SUBGRAPH_BACKEND"]
+        else:
+            os.environ["MXNET_SUBGRAPH_BACKEND"] = before
+
+
+# ---------------------------------------------------------------- files
 def _files(path: Path) -> tuple[Path, Path]:
     """The symbol file and the params file (the highest epoch) of an MXNet model path."""
     name = path.name
@@ -217,13 +240,14 @@ def _files(path: Path) -> tuple[Path, Path]:
                              "(with NAME-0000.params beside it)")
     if not symbol.exists():
         raise InputFileError(f"{symbol}: no such model file")
-    params = sorted(prefix.parent.glob(prefix.name + "-*.params"))
+    params = sorted(prefix.parent.glob(prefix.name + "-[0-9]*.params"))
     if not params:
         raise InputFileError(f"{symbol}: no {prefix.name}-NNNN.params file beside it")
     return symbol, params[-1]
 
 
 def input_hint_path(symbol_path: str | Path) -> Path:
+    """Where the input hint of the model at `symbol_path` is kept: `prefix-input.json`."""
     symbol_path = str(symbol_path)
     prefix = symbol_path[: -len("-symbol.json")] if symbol_path.endswith("-symbol.json") else symbol_path
     return Path(prefix + "-input.json")
@@ -240,6 +264,83 @@ def _read_input_hint(symbol_path: Path) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The informative line of an error: MXNet's messages start with a C++ traceback."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("MXNetError:")]
+    if errors:
+        return errors[-1][len("MXNetError:"):].strip()[:200] or type(exc).__name__
+    lines = [line for line in lines if not line.startswith(("Traceback", "File "))]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+# ---------------------------------------------------------------- graph
+def _ops(symbol: Any) -> list[_Op]:
+    """Every op output of `symbol`'s internals in graph order (variables left out)."""
+    nodes = json.loads(symbol.tojson())["nodes"]
+    by_name = {n["name"]: n for n in nodes}
+    out = []
+    for output in symbol.get_internals().list_outputs():
+        m = _OUTPUT.match(output)
+        node = by_name.get(m.group(1)) if m else None
+        if node is None or node["op"] == "null":
+            continue
+        out.append(_Op(m.group(1) if not m.group(2) else f"{m.group(1)}:{m.group(2)}", node, output))
+    return out
+
+
+def _index(name: str) -> int:
+    """The output index in a capture name ("split0:1" -> 1; "conv0_fwd" -> 0)."""
+    head, sep, tail = name.rpartition(":")
+    return int(tail) if sep and tail.isdigit() else 0
+
+
+def _parse(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return {"True": True, "False": False}.get(value, value)
+
+
+def _infer_shapes(model: MXNetModel) -> dict[str, tuple]:
+    """{internal output: shape with batch None} from the input shape; dimensions that depend on
+    unknown input dimensions are None. Empty when the input's rank is unknown or inference fails."""
+    if model.input_shape is None:
+        return {}
+    internals = model.symbol.get_internals()
+    names = internals.list_outputs()
+    results = []
+    for size in _PROBE_SIZES:
+        probe = (1, *(size if d is None else int(d) for d in model.input_shape[1:]))
+        try:
+            _, shapes, _ = internals.infer_shape(**{model.input_name: probe})
+        except Exception:  # MXNetError: shape inference is a nicety, run() reports real shapes
+            return {}
+        if shapes is None:
+            return {}
+        results.append(shapes)
+        if all(d is not None for d in model.input_shape[1:]):
+            break
+    out = {}
+    for i, name in enumerate(names):
+        dims = zip(*(r[i] for r in results))
+        out[name] = (None, *(d[0] if len(set(d)) == 1 else None for d in list(dims)[1:]))
+    return out
+
+
+def _layout(op: str, attrs: dict, shape: tuple | None, input_layout: str | None) -> str:
+    if shape is None:
+        return "none"
+    if op == "transpose" and input_layout and len(input_layout) == len(shape) and attrs.get("axes"):
+        permuted = "".join(input_layout[a] for a in attrs["axes"])
+        return permuted if permuted in ("NCHW", "NHWC", "NCW", "NWC") else "none"
+    if op not in _RESHAPES and input_layout and len(input_layout) == len(shape):
+        return input_layout
+    return layout_for_rank(len(shape), channels_first=True)
 
 
 def _input_layout(symbol: Any, data: str) -> str:
@@ -271,25 +372,31 @@ def _guess_input_shape(model: MXNetModel) -> tuple | None:
     return None
 
 
-def _kinds(op: str, attrs: dict) -> list[str]:
+def _kinds(op: str, attrs: dict, model: MXNetModel, nodes: list, node: dict, shapes: dict,
+           shape: tuple | None) -> list[str]:
     if op == "Activation":
         return [_ACT.get(attrs.get("act_type"), "act")]
     if op == "Pooling":
-        if attrs.get("global_pool") in (True, "True", 1):
+        if attrs.get("global_pool") in (True, 1):
             return ["gpool"]
         return ["maxpool" if attrs.get("pool_type", "max") == "max" else "avgpool"]
     if op == "Convolution" and int(attrs.get("num_group", 1)) > 1:
-        return ["dwconv"]
+        weight = model.arg_params.get(nodes[node["inputs"][1][0]]["name"])
+        return ["dwconv"] if weight is not None and weight.shape[1] == 1 else ["conv"]  # one input channel per group
     if op == "clip" and float(attrs.get("a_min", -1)) == 0.0 and float(attrs.get("a_max", 0)) == 6.0:
         return ["relu6"]
+    if op in ("Reshape", "reshape") and shape is not None and len(shape) == 2:
+        source = nodes[node["inputs"][0][0]]
+        source_shape = shapes.get(source["name"] + "_output")
+        if source_shape is not None and len(source_shape) > 2:
+            return ["flatten"]
     return list(_KINDS.get(op, ["other"]))
 
 
 def _small(attrs: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items()
-            if isinstance(v, (int, float, str, bool, tuple, list))}
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in attrs.items()
+           if isinstance(v, (int, float, str, bool, tuple, list))}
+    for mx_name, name in _ATTR_ALIASES.items():
+        if mx_name in out and name not in out:
+            out[name] = out[mx_name]
+    return out

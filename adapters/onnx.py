@@ -1,10 +1,17 @@
 """ONNX adapter: an .onnx file or an in-memory onnx.ModelProto, run by onnxruntime.
 
-Capture: every node output is added to the graph outputs of an in-memory copy, one
-InferenceSession (basic graph optimizations) per (model, layer set), one run. Names are the ONNX tensor names. A tensor's layout is read from the op that
-made it: Conv, pooling and BatchNormalization outputs are NCHW; the graph input keeps
-the layout its shape suggests (NHWC when the last axis is small and the second is not,
-as tf2onnx leaves Keras models).
+Capture: every node output is made a graph output of an in-memory copy (without type
+information: onnxruntime infers it), one InferenceSession per (model, layer set), one run.
+The session over every output is also where `layers` reads the shapes from (onnxruntime's
+shape inference), so listing the layers and then capturing them builds one session.
+Sessions use basic graph optimizations: with every tensor an output the extended fusions find
+little to fuse, and the session is built in less than half the time.
+
+Names are the ONNX tensor names. Layouts: the graph input's is guessed from its shape (NHWC
+when the last axis is small and the second is not, as tf2onnx leaves Keras models); Conv,
+pooling and normalization outputs are channels-first (NCHW, NCW); a Transpose permutes its
+input's layout; other ops that keep the rank keep their first input's layout; other 2-D
+tensors are NC, and anything else is "none".
 """
 from __future__ import annotations
 
@@ -21,20 +28,24 @@ from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
 _KINDS = {
     "Conv": ["conv"], "ConvTranspose": ["conv"], "Gemm": ["dense"], "MatMul": ["dense"],
     "BatchNormalization": ["bn"], "Relu": ["relu"], "Sigmoid": ["sigmoid"], "Tanh": ["tanh"],
-    "Softmax": ["softmax"], "LeakyRelu": ["act"], "Elu": ["act"], "PRelu": ["act"], "HardSigmoid": ["sigmoid"],
-    "MaxPool": ["maxpool"], "AveragePool": ["avgpool"], "GlobalAveragePool": ["gpool"], "GlobalMaxPool": ["gpool"],
-    "Flatten": ["flatten"], "Reshape": ["reshape"], "Add": ["add"], "Sum": ["add"], "Mul": ["mul"],
+    "Softmax": ["softmax"], "LeakyRelu": ["act"], "Elu": ["act"], "PRelu": ["act"], "Selu": ["act"],
+    "HardSigmoid": ["sigmoid"], "HardSwish": ["swish"], "MaxPool": ["maxpool"], "AveragePool": ["avgpool"],
+    "GlobalAveragePool": ["gpool"], "GlobalMaxPool": ["gpool"], "Flatten": ["flatten"], "Reshape": ["reshape"],
+    "Squeeze": ["reshape"], "Unsqueeze": ["reshape"], "Add": ["add"], "Sum": ["add"], "Mul": ["mul"],
     "Concat": ["concat"], "Pad": ["pad"], "Transpose": ["identity"], "Identity": ["identity"],
-    "Dropout": ["identity"], "Cast": ["identity"], "Squeeze": ["reshape"], "Unsqueeze": ["reshape"],
-    "ReduceMean": ["gpool"],
+    "Dropout": ["identity"], "Cast": ["identity"], "ReduceMean": ["gpool"],
 }
-_NCHW_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "BatchNormalization", "GlobalAveragePool",
-             "GlobalMaxPool"}
-_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64", 9: "bool"}
+_CHANNELS_FIRST = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "BatchNormalization",
+                   "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "LRN"}
+_RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth"}
+_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+_ATTR_ALIASES = {"kernel_shape": "kernel", "pads": "padding", "group": "groups"}
 
 
 @dataclass
 class OnnxModel:
+    """A loaded ONNX model: the proto, where it came from, and the sessions built for it."""
+
     proto: Any
     source: str
     sessions: dict = field(default_factory=dict)
@@ -68,97 +79,102 @@ class OnnxAdapter(Adapter):
         try:
             proto = onnx.load(str(path))
         except Exception as exc:  # protobuf DecodeError and friends
-            raise InputFileError(f"{path}: not a readable ONNX model ({str(exc).strip()[:200] or type(exc).__name__})") from None
+            raise InputFileError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
         if not proto.graph.node:
             raise InputFileError(f"{path}: not a readable ONNX model (the graph has no nodes)")
         return OnnxModel(proto, str(path))
 
     # ---------------------------------------------------------------- graph
-    def _inputs(self, model: OnnxModel) -> list:
-        initializers = {i.name for i in model.proto.graph.initializer}
-        return [i for i in model.proto.graph.input if i.name not in initializers]
-
     def layers(self, model: OnnxModel) -> list[LayerInfo]:
         import onnx
 
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model.proto)
-            value_info = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-        except Exception:  # shape inference is a nicety; run() reports real shapes
-            value_info = {}
+        names = _output_names(model)
+        shapes = {out.name: _shape(out.shape) for out in _session(model, names).get_outputs()}
+        constants = {init.name: init for init in model.proto.graph.initializer}
+        constants.update((node.output[0], node.attribute[0].t) for node in model.proto.graph.node
+                         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value")
+        info = self.input_info(model)
+        shapes[info.name] = info.shape
+        layouts = {info.name: info.layout}
         producer: dict[str, str] = {}
         infos = []
         for node in model.proto.graph.node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            kinds = _kinds(node, attrs)
-            small = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in attrs.items()
-                     if isinstance(v, (int, float, list, tuple)) or (isinstance(v, bytes) and len(v) < 64)}
-            small = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in small.items()}
-            if "kernel_shape" in small:
-                small["kernel"] = small["kernel_shape"]
-            inputs = [producer[i] for i in node.input if i in producer]
-            for out in node.output:
-                if not out:
-                    continue
-                shape = _shape(value_info.get(out))
-                layout = "NCHW" if node.op_type in _NCHW_OPS else (layout_for_rank(len(shape), True) if shape and len(shape) != 4 else "none")
-                infos.append(LayerInfo(name=out, op=node.op_type, shape=shape, layout=layout, kinds=kinds,
-                                       inputs=inputs, attrs=small))
+            data = [i for i in node.input if i and i not in constants]
+            inputs = [producer[i] for i in data if i in producer]
+            for out in (o for o in node.output if o):
+                shape = shapes.get(out)
+                layout = _layout(node.op_type, attrs, shape, layouts.get(data[0]) if data else None)
+                layouts[out] = layout
+                infos.append(LayerInfo(name=out, op=node.op_type, shape=shape, layout=layout,
+                                       kinds=_kinds(node, attrs, constants, shapes, shape), inputs=inputs,
+                                       attrs=_small(node, attrs, constants)))
                 producer[out] = out
         return infos
 
     def input_info(self, model: OnnxModel) -> InputInfo:
-        inputs = self._inputs(model)
+        initializers = {i.name for i in model.proto.graph.initializer}
+        inputs = [i for i in model.proto.graph.input if i.name not in initializers]
         if len(inputs) != 1:
             raise InputShapeError(f"{model.source}: the model has {len(inputs)} inputs; xvalidate compares "
                                   "single-input models")
-        shape = _shape(inputs[0]) or ()
-        dtype = _TYPES.get(inputs[0].type.tensor_type.elem_type, "float32")
-        return InputInfo(name=inputs[0].name, shape=(None, *shape[1:]), dtype=dtype, layout=_input_layout(shape))
+        tensor_type = inputs[0].type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        shape = (None, *dims[1:]) if dims else ()
+        return InputInfo(name=inputs[0].name, shape=shape, dtype=_TYPES.get(tensor_type.elem_type, "float32"),
+                         layout=_input_layout(shape))
 
     # ---------------------------------------------------------------- running
     def run(self, model: OnnxModel, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         info = self.input_info(model)
         check_input(x, info.shape, model.source)
-        names = [o for node in model.proto.graph.node for o in node.output if o]
-        chosen = pick_layers(names, layers, model.source)
-        key = tuple(chosen)
-        session = model.sessions.get(key)
-        if session is None:
-            session = _session(model.proto, chosen)
-            model.sessions = {key: session}
+        chosen = pick_layers(_output_names(model), layers, model.source)
+        session = _session(model, chosen)
         try:
             outputs = session.run(chosen, {info.name: x.astype(info.dtype, copy=False)})
         except Exception as exc:  # onnxruntime's Fail/InvalidArgument
             raise InputShapeError(f"{model.source}: onnxruntime could not run on input {tuple(x.shape)} "
-                                  f"({str(exc).strip().splitlines()[0][:200]})") from None
+                                  f"({_first_line(exc)})") from None
         return dict(zip(chosen, outputs))
 
 
-def _session(proto: Any, outputs: list[str]):
+def _output_names(model: OnnxModel) -> list[str]:
+    return [o for node in model.proto.graph.node for o in node.output if o]
+
+
+def _session(model: OnnxModel, outputs: list[str]):
+    """The session of `model` whose outputs are `outputs` (the last one built is kept)."""
+    key = tuple(outputs)
+    if key in model.sessions:
+        return model.sessions[key]
     import onnx
     import onnxruntime as ort
 
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    del model.graph.output[:]
-    # an output without type information is accepted by onnxruntime, which infers it
-    model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in outputs)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    del proto.graph.output[:]
+    proto.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in outputs)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    # basic optimizations only: every tensor is an output anyway, so the extended fusions find little
-    # to fuse, and the session is built in less than half the time
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's InvalidGraph, NotImplemented (an op it lacks), Fail
+        raise InputFileError(f"{model.source}: onnxruntime cannot load the model ({_first_line(exc)})") from None
+    model.sessions = {key: session}
+    return session
 
 
-def _shape(value_info: Any) -> tuple | None:
-    if value_info is None or not value_info.type.HasField("tensor_type"):
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _shape(dims: Any) -> tuple | None:
+    """onnxruntime's shape (ints, names of symbolic dimensions, None) with the batch as None."""
+    if not isinstance(dims, (list, tuple)):
         return None
-    dims = value_info.type.tensor_type.shape.dim
-    if not dims:
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return tuple([None] + [d if isinstance(d, int) else None for d in dims[1:]]) if dims else ()
 
 
 def _input_layout(shape: tuple) -> str:
@@ -170,9 +186,65 @@ def _input_layout(shape: tuple) -> str:
     return "NCHW"
 
 
-def _kinds(node, attrs: dict) -> list[str]:
-    if node.op_type == "Clip":
-        return ["relu6"]
-    if node.op_type == "Conv" and int(attrs.get("group", 1)) > 1:
-        return ["dwconv"]
-    return list(_KINDS.get(node.op_type, ["other"]))
+def _layout(op: str, attrs: dict, shape: tuple | None, input_layout: str | None) -> str:
+    if shape is None:
+        return "none"
+    rank = len(shape)
+    if op in _CHANNELS_FIRST:
+        return layout_for_rank(rank, channels_first=True)
+    if op == "Transpose" and input_layout and len(input_layout) == rank and attrs.get("perm"):
+        permuted = "".join(input_layout[p] for p in attrs["perm"])
+        return permuted if permuted in ("NCHW", "NHWC", "NCW", "NWC") else "none"
+    if op not in _RESHAPES and input_layout and len(input_layout) == rank:
+        return input_layout
+    return "NC" if rank == 2 else "none"
+
+
+def _scalar(tensor: Any) -> float | None:
+    """The value of a one-element TensorProto, or None."""
+    if tensor is None:
+        return None
+    from onnx import numpy_helper
+
+    value = numpy_helper.to_array(tensor)
+    return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+
+def _kinds(node: Any, attrs: dict, constants: dict, shapes: dict, shape: tuple | None) -> list[str]:
+    op = node.op_type
+    if op == "Clip":  # bounds are attributes before opset 11, inputs from it on
+        low, high = attrs.get("min"), attrs.get("max")
+        if len(node.input) > 1:
+            low, high = (_scalar(constants.get(name)) if name else None for name in (list(node.input) + [""])[1:3])
+        if low == 0.0 and high == 6.0:
+            return ["relu6"]
+        return ["relu"] if low == 0.0 and high is None else ["act"]
+    if op == "Conv" and int(attrs.get("group", 1)) > 1:
+        weight = constants.get(node.input[1])
+        weight = None if weight is None else tuple(weight.dims)
+        return ["dwconv"] if weight is not None and len(weight) > 1 and weight[1] == 1 else ["conv"]
+    if op in ("Reshape", "Flatten") and shape is not None and len(shape) == 2:
+        source = shapes.get(node.input[0])
+        return ["flatten"] if source is not None and len(source) > 2 else ["reshape"]
+    return list(_KINDS.get(op, ["other"]))
+
+
+def _small(node: Any, attrs: dict, constants: dict) -> dict:
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, bytes) and len(value) < 64:
+            out[key] = value.decode(errors="replace")
+        elif isinstance(value, (int, float)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+            out[key] = list(value)
+    for onnx_name, name in _ATTR_ALIASES.items():
+        if onnx_name in out:
+            out[name] = out[onnx_name]
+    weight = constants.get(node.input[1]) if len(node.input) > 1 else None
+    weight = None if weight is None else tuple(weight.dims)
+    if weight is not None and node.op_type in ("Conv", "ConvTranspose"):
+        out["filters"] = weight[1] * int(attrs.get("group", 1)) if node.op_type == "ConvTranspose" else weight[0]
+    elif weight is not None and len(weight) == 2 and node.op_type in ("Gemm", "MatMul"):
+        out["units"] = weight[0] if attrs.get("transB") else weight[1]
+    return out
