@@ -72,11 +72,14 @@ class MXNetModel:
 
 @dataclass
 class _Op:
-    """One captured output: its name, the graph node that makes it, and the internal output name."""
+    """One captured output: its name, the graph node that makes it (and that node's index in the
+    symbol's node list), which of the node's outputs it is, and its position in get_internals()."""
 
     name: str
     node: dict
-    output: str
+    node_index: int
+    output_index: int
+    position: int
 
 
 class MXNetAdapter(Adapter):
@@ -152,23 +155,24 @@ class MXNetAdapter(Adapter):
 
     # ---------------------------------------------------------------- graph
     def layers(self, model: MXNetModel) -> list[LayerInfo]:
-        ops = _ops(model.symbol)
+        graph = _graph(model.symbol)
         shapes = _infer_shapes(model)
-        name_of = {(op.node["name"], _index(op.name)): op.name for op in ops}
-        captured = set(name_of.values())
+        name_of = {(op.node_index, op.output_index): op.name for op in graph.ops}
         layouts = {model.input_name: model.input_layout}
-        nodes = json.loads(model.symbol.tojson())["nodes"]
         infos = []
-        for op in ops:
+        for op in graph.ops:
             attrs = {k: _parse(v) for k, v in op.node.get("attrs", {}).items()}
-            inputs = [name_of.get((nodes[i]["name"], j)) or nodes[i]["name"] for i, j, *_ in op.node["inputs"]]
+            inputs = [name_of.get((i, j)) or graph.nodes[i]["name"] for i, j, *_ in op.node["inputs"]]
             data_inputs = [n for n in inputs if n in layouts]
-            shape = shapes.get(op.output)
+            shape = shapes.get(op.position)
             layout = _layout(op.node["op"], attrs, shape, layouts.get(data_inputs[0]) if data_inputs else None)
             layouts[op.name] = layout
+            producer = op.node["inputs"][0] if op.node["inputs"] else None
+            producer_shape = None if producer is None else shapes.get(graph.position.get((producer[0], producer[1])))
             infos.append(LayerInfo(name=op.name, op=op.node["op"], shape=shape, layout=layout,
-                                   kinds=_kinds(op.node["op"], attrs, model, nodes, op.node, shapes, shape),
-                                   inputs=[n for n in inputs if n in captured], attrs=_small(attrs)))
+                                   kinds=_kinds(op.node["op"], attrs, model, graph.nodes, op.node, producer_shape, shape),
+                                   inputs=[n for (i, j, *_), n in zip(op.node["inputs"], inputs) if (i, j) in name_of],
+                                   attrs=_small(attrs)))
         return infos
 
     def input_info(self, model: MXNetModel) -> InputInfo:
@@ -181,14 +185,15 @@ class MXNetAdapter(Adapter):
 
         expected = model.input_shape or (None,) * x.ndim
         check_input(x, (None, *expected[1:]), model.source)
-        ops = _ops(model.symbol)
+        ops = _graph(model.symbol).ops
         chosen = pick_layers([op.name for op in ops], layers, model.source)
         key = (x.shape, tuple(chosen))
         exe = model.executors.get(key)
         if exe is None:
-            output_of = {op.name: op.output for op in ops}
+            position = {op.name: op.position for op in ops}
             internals = model.symbol.get_internals()
-            group = mx.sym.Group([internals[output_of[n]] for n in chosen])
+            # by position, not by name: a reused block makes several nodes with one name
+            group = mx.sym.Group([internals[position[n]] for n in chosen])
             args = {name: model.arg_params[name] for name in group.list_arguments() if name in model.arg_params}
             args[model.input_name] = mx.nd.zeros(x.shape)
             for name in group.list_arguments():  # labels of SoftmaxOutput heads: unused at inference
@@ -277,24 +282,43 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- graph
-def _ops(symbol: Any) -> list[_Op]:
-    """Every op output of `symbol`'s internals in graph order (variables left out)."""
+@dataclass
+class _Graph:
+    """A symbol's nodes (JSON), its op outputs to capture, and {(node index, output index):
+    position in get_internals()}."""
+
+    nodes: list
+    ops: list[_Op]
+    position: dict
+
+
+def _graph(symbol: Any) -> _Graph:
+    """Every op output of `symbol`'s internals in graph order (variables left out).
+
+    Nodes are told apart by position, never by name: a block called twice (Gluon's reused
+    pooling or activation blocks) makes two nodes with the same name. get_internals() lists the
+    outputs node by node in the order of the JSON node list; a node's outputs are "name_output"
+    (one) or "name_output0", "name_output1"... (several), a variable's is its bare name. The
+    second, third... node of a name is captured as "name@1", "name@2"..."""
     nodes = json.loads(symbol.tojson())["nodes"]
-    by_name = {n["name"]: n for n in nodes}
-    out = []
-    for output in symbol.get_internals().list_outputs():
+    ops, position, seen = [], {}, {}
+    node_index, output_index = -1, 0
+    for pos, output in enumerate(symbol.get_internals().list_outputs()):
         m = _OUTPUT.match(output)
-        node = by_name.get(m.group(1)) if m else None
-        if node is None or node["op"] == "null":
+        if m is None or m.group(2) in ("", "0"):  # a variable, or the first output of an op node
+            node_index, output_index = node_index + 1, 0
+        else:
+            output_index += 1
+        node = nodes[node_index]
+        position[(node_index, output_index)] = pos
+        if node["op"] == "null":
             continue
-        out.append(_Op(m.group(1) if not m.group(2) else f"{m.group(1)}:{m.group(2)}", node, output))
-    return out
-
-
-def _index(name: str) -> int:
-    """The output index in a capture name ("split0:1" -> 1; "conv0_fwd" -> 0)."""
-    head, sep, tail = name.rpartition(":")
-    return int(tail) if sep and tail.isdigit() else 0
+        if output_index == 0:
+            seen[node["name"]] = seen.get(node["name"], -1) + 1
+        base = node["name"] + (f"@{seen[node['name']]}" if seen[node["name"]] else "")
+        name = base if not m.group(2) else f"{base}:{output_index}"
+        ops.append(_Op(name, node, node_index, output_index, pos))
+    return _Graph(nodes, ops, position)
 
 
 def _parse(value: Any) -> Any:
@@ -306,13 +330,12 @@ def _parse(value: Any) -> Any:
         return {"True": True, "False": False}.get(value, value)
 
 
-def _infer_shapes(model: MXNetModel) -> dict[str, tuple]:
-    """{internal output: shape with batch None} from the input shape; dimensions that depend on
+def _infer_shapes(model: MXNetModel) -> dict[int, tuple]:
+    """{position in get_internals(): shape with batch None} from the input shape; dimensions that depend on
     unknown input dimensions are None. Empty when the input's rank is unknown or inference fails."""
     if model.input_shape is None:
         return {}
     internals = model.symbol.get_internals()
-    names = internals.list_outputs()
     results = []
     for size in _PROBE_SIZES:
         probe = (1, *(size if d is None else int(d) for d in model.input_shape[1:]))
@@ -326,9 +349,9 @@ def _infer_shapes(model: MXNetModel) -> dict[str, tuple]:
         if all(d is not None for d in model.input_shape[1:]):
             break
     out = {}
-    for i, name in enumerate(names):
+    for i in range(len(results[0])):
         dims = zip(*(r[i] for r in results))
-        out[name] = (None, *(d[0] if len(set(d)) == 1 else None for d in list(dims)[1:]))
+        out[i] = (None, *(d[0] if len(set(d)) == 1 else None for d in list(dims)[1:]))
     return out
 
 
@@ -372,7 +395,7 @@ def _guess_input_shape(model: MXNetModel) -> tuple | None:
     return None
 
 
-def _kinds(op: str, attrs: dict, model: MXNetModel, nodes: list, node: dict, shapes: dict,
+def _kinds(op: str, attrs: dict, model: MXNetModel, nodes: list, node: dict, producer_shape: tuple | None,
            shape: tuple | None) -> list[str]:
     if op == "Activation":
         return [_ACT.get(attrs.get("act_type"), "act")]
@@ -386,9 +409,7 @@ def _kinds(op: str, attrs: dict, model: MXNetModel, nodes: list, node: dict, sha
     if op == "clip" and float(attrs.get("a_min", -1)) == 0.0 and float(attrs.get("a_max", 0)) == 6.0:
         return ["relu6"]
     if op in ("Reshape", "reshape") and shape is not None and len(shape) == 2:
-        source = nodes[node["inputs"][0][0]]
-        source_shape = shapes.get(source["name"] + "_output")
-        if source_shape is not None and len(source_shape) > 2:
+        if producer_shape is not None and len(producer_shape) > 2:
             return ["flatten"]
     return list(_KINDS.get(op, ["other"]))
 
