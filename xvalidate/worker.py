@@ -4,11 +4,15 @@ TensorFlow and MXNet crash when loaded into one process, so every adapter runs i
 a process of its own: `get_worker("keras")` starts (once) a Python process that
 imports only what the keras adapter needs, and talks to it over a socket pair.
 
-Small requests and answers are pickled; arrays never are. They travel through
-one file in shared memory (/dev/shm): the sender writes every array into it
-once, the receiver maps the file (copy-on-write) and unlinks it, so moving
-150 MB costs one memcpy. A worker that dies, or answers nothing within its time
-limit, becomes a `WorkerError` naming the adapter and what happened.
+Small requests and answers are pickled; arrays never are. They travel in an
+anonymous shared-memory file (`memfd_create`): the sender writes every array into
+it once and passes its descriptor over the socket; the receiver maps it
+copy-on-write. No such file has a name in /dev/shm, so nothing outlives the two
+processes, whatever kills them: the memory goes back when the last descriptor and
+mapping are gone. The worker's log is an unlinked file too. A worker exits when its
+parent dies (it watches its parent's pid), ignores SIGINT (the parent decides), and
+a worker that dies, or answers nothing within its time limit, becomes a
+`WorkerError` naming the adapter and what it was doing.
 
 Run as `python -m xvalidate.worker FD ADAPTER` by `Worker` itself.
 """
@@ -28,82 +32,117 @@ import time
 import traceback
 import weakref
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from xvalidate import errors
+from xvalidate.shm import clean_stale_files, new_memory_file
 
-DEFAULT_TIMEOUT = float(os.environ.get("XVALIDATE_WORKER_TIMEOUT", "1800"))
-_SHM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+# Seconds a worker may take to answer one request (a conversion step, loading a model, one chunk).
+DEFAULT_TIMEOUT = float(os.environ.get("XVALIDATE_WORKER_TIMEOUT", "600"))
 # Quiet framework logs; MXNet's oneDNN graph fusion must be off, or capturing intermediate outputs
 # skips fused ops (a ReLU6 after a conv) or fails to bind.
 _WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore", "MXNET_STORAGE_FALLBACK_LOG_VERBOSE": "0",
                "MXNET_SUBGRAPH_BACKEND": "NONE"}
+_WRITE_BLOCK = 1 << 30  # one write() moves at most ~2 GiB on Linux
 
 
 # ---------------------------------------------------------------- array files
-def write_arrays(arrays: Mapping[str, np.ndarray], path: str | None = None) -> dict:
-    """Write arrays into one shared-memory file (a new one, or `path` overwritten from its start: its
-    pages are already allocated, which makes the write a plain memcpy); return its index."""
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="xvalidate-", suffix=".bin", dir=_SHM_DIR)
+class ArrayFile:
+    """Arrays written into an anonymous shared-memory file: `index` (pickled) and `fd` (passed)."""
+
+    def __init__(self, index: dict, fd: int):
+        self.index, self.fd = index, fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def write_arrays(arrays: Mapping[str, np.ndarray], fd: int | None = None) -> ArrayFile:
+    """Write arrays into a new shared-memory file, or into `fd` from its start (its pages are
+    already allocated, which makes the write a plain memcpy)."""
+    if fd is None:
+        fd = new_memory_file()
     else:
-        fd = os.open(path, os.O_WRONLY)
+        os.lseek(fd, 0, os.SEEK_SET)
     entries, offset = [], 0
-    with os.fdopen(fd, "wb", buffering=0) as f:
-        for name, arr in arrays.items():
-            arr = np.ascontiguousarray(arr)
-            entries.append((name, arr.dtype.str, arr.shape, offset))
-            if arr.nbytes:
-                f.write(memoryview(arr).cast("B"))
-            offset += arr.nbytes
-            pad = -offset % 64  # keep every array aligned
-            if pad:
-                f.write(b"\0" * pad)
-                offset += pad
-    return {"path": path, "entries": entries, "nbytes": offset}
+    for name, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        entries.append((name, arr.dtype.str, arr.shape, offset))
+        if arr.nbytes:
+            _write_all(fd, memoryview(arr).cast("B"))
+        offset += arr.nbytes
+        pad = -offset % 64  # keep every array aligned
+        if pad:
+            _write_all(fd, memoryview(b"\0" * pad))
+            offset += pad
+    return ArrayFile({"entries": entries, "nbytes": offset}, fd)
 
 
-def read_arrays(index: Mapping, on_release: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+def _write_all(fd: int, view: memoryview) -> None:
+    while len(view):
+        done = os.write(fd, view[:_WRITE_BLOCK])
+        view = view[done:]
+
+
+def read_arrays(index: Mapping, fd: int, on_release: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """Map a file written by `write_arrays`; arrays are copy-on-write views of the mapping.
 
-    Without `on_release` the file is deleted at once. With it, the file is kept and
-    `on_release(path)` is called once no returned array is alive any more (the mapping is
-    gone), so that the file can be written again."""
-    path = index["path"]
+    Without `on_release` the descriptor is closed at once (the mapping keeps the memory alive
+    while an array does). With it, the caller keeps `fd`, and `on_release()` is called once
+    no returned array is alive any more, so that the file can be written again."""
     try:
         if index["nbytes"] == 0:
             return {name: np.empty(shape, dtype) for name, dtype, shape, _ in index["entries"]}
-        with open(path, "rb") as f:
-            buf = mmap.mmap(f.fileno(), index["nbytes"], access=mmap.ACCESS_COPY)
+        buf = mmap.mmap(fd, index["nbytes"], access=mmap.ACCESS_COPY)
         out = {}
         for name, dtype, shape, offset in index["entries"]:
             count = int(np.prod(shape, dtype=np.int64))
             out[name] = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
         if on_release is not None:
-            weakref.finalize(buf, on_release, path)
-            path = None
+            weakref.finalize(buf, on_release)
         return out
     finally:
-        if path is not None:
-            _unlink(path)
+        if on_release is None:
+            os.close(fd)
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+def _send_fds(conn: Connection, fds: Sequence[int]) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as sock:
+        socket.send_fds(sock, [b"F"], list(fds))
+
+
+def _recv_fds(conn: Connection, count: int) -> list[int]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno())) as sock:
+        msg, fds, _, _ = socket.recv_fds(sock, 1, count)
+    if msg != b"F" or len(fds) != count:
+        for fd in fds:
+            os.close(fd)
+        raise OSError("worker protocol: expected file descriptors")
+    return fds
 
 
 # ---------------------------------------------------------------- parent side
+def _samples(x: np.ndarray | Mapping[str, np.ndarray]) -> int:
+    """The batch size of one input array or of a dict of them."""
+    return len(next(iter(x.values()))) if isinstance(x, Mapping) else len(x)
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
     except ValueError:
         return f"signal {-code}"
+
+
+class _Buffer:
+    """An output file of a worker that the parent keeps to have it written again."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
 
 
 class Worker:
@@ -112,20 +151,22 @@ class Worker:
     def __init__(self, adapter: str, timeout: float | None = None):
         self.adapter = adapter
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.phase = "starting"
         self._lock = threading.Lock()
         parent_sock, child_sock = socket.socketpair()
-        self.log_path = tempfile.mkstemp(prefix=f"xvalidate-{adapter}-", suffix=".log")[1]
+        log_fd, log_path = tempfile.mkstemp(prefix=f"xvalidate-{os.getpid()}-{adapter}-", suffix=".log")
+        os.unlink(log_path)  # the worker writes into it, we read its tail: nobody needs the name
+        self._log_fd = log_fd
         env = dict(os.environ, **_WORKER_ENV)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter],
-                pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter, str(os.getpid())],
+            pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
+        )
         child_sock.close()
         self._conn = Connection(parent_sock.detach())
-        self._free_buffers: list[str] = []  # output files whose arrays are all gone: written again
-        self._buffers: set[str] = set()
+        self._free_buffers: list[_Buffer] = []  # output files whose arrays are all gone: written again
+        self._buffers: list[_Buffer] = []
 
     # -- public requests
     def layers(self, source: str) -> list:
@@ -138,20 +179,47 @@ class Worker:
         from xvalidate_adapters.base import InputInfo
         return InputInfo.from_dict(self._request("input_info", str(source)))
 
-    def run(self, source: str, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Capture the asked layers (all when None) of the model at `source` in one forward pass."""
-        x_index = write_arrays({"x": np.asarray(x)})
-        reuse = self._free_buffers.pop() if self._free_buffers else None
-        try:
-            index = self._request("run", str(source), x_index, None if layers is None else list(layers), reuse)
-        finally:
-            _unlink(x_index["path"])
-        self._buffers.add(index["path"])
-        return read_arrays(index, self._release)
+    def inputs_info(self, source: str) -> list:
+        """The adapter's InputInfo of every input of the model at `source`."""
+        from xvalidate_adapters.base import InputInfo
+        return [InputInfo.from_dict(d) for d in self._request("inputs_info", str(source))]
 
-    def _release(self, path: str) -> None:
-        if path in self._buffers:
-            self._free_buffers.append(path)
+    def set_trust_model(self, trust: bool) -> None:
+        """Whether the adapter may load models whose loading runs code they carry (a Keras Lambda)."""
+        self._request("set_trust_model", bool(trust))
+
+    def run(self, source: str, x: np.ndarray | Mapping[str, np.ndarray],
+            layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Capture the asked layers (all when None) of the model at `source` in one forward pass.
+        `x`: one array, or {input name: array} for a model with several inputs."""
+        named = isinstance(x, Mapping)
+        x = {k: np.asarray(v) for k, v in x.items()} if named else np.asarray(x)
+        x_file = write_arrays(x if named else {"x": x})
+        x_file.index["named"] = named
+        reuse = self._free_buffers.pop() if self._free_buffers else None
+        fds = [x_file.fd] + ([reuse.fd] if reuse else [])
+        try:
+            index, out_fds = self._request("run", str(source), x_file.index,
+                                           None if layers is None else list(layers), reuse is not None, fds=fds)
+        except errors.WorkerError as exc:
+            if self.process.poll() == -signal.SIGKILL:
+                raise errors.WorkerError(
+                    f"{self.adapter} worker killed by SIGKILL while running a chunk of {_samples(x)} samples, most likely "
+                    f"out of memory; lower --memory-budget (memory_budget=) to run smaller chunks") from exc
+            raise
+        finally:
+            x_file.close()
+        if reuse is not None:  # the worker wrote into our file and sent it back: keep our own descriptor
+            os.close(out_fds[0])
+            buffer = reuse
+        else:
+            buffer = _Buffer(out_fds[0])
+            self._buffers.append(buffer)
+        return read_arrays(index, buffer.fd, lambda: self._release(buffer))
+
+    def _release(self, buffer: _Buffer) -> None:
+        if buffer in self._buffers:
+            self._free_buffers.append(buffer)
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
         """Run `package.module:function(*args, **kwargs)` inside the worker and return its (picklable) result."""
@@ -160,50 +228,74 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def kill(self) -> None:
+        """Stop the worker at once (SIGKILL). Safe in a signal handler: takes no lock."""
+        if self.process.poll() is None:
+            try:
+                self.process.kill()
+            except OSError:
+                pass
+
     def close(self, wait: bool = True) -> None:
         """Ask the worker to exit; with `wait`, kill it if it has not within 5 s."""
         if self.alive():
             try:
-                self._conn.send(("exit", (), {}))
+                self._conn.send(("exit", (), {}, 0))
                 if wait:
                     self.process.wait(5)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
         self._conn.close()
-        for path in self._buffers:  # a file still mapped by live arrays stays readable until they go
-            _unlink(path)
+        for buffer in self._buffers:  # a file still mapped by live arrays stays readable until they go
+            os.close(buffer.fd)
         self._buffers.clear()
         self._free_buffers.clear()
-        _unlink(self.log_path)
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
 
     # -- plumbing
-    def _request(self, op: str, *args: Any, **kwargs: Any) -> Any:
+    def _request(self, op: str, *args: Any, fds: Sequence[int] = (), **kwargs: Any) -> Any:
         with self._lock:
             if not self.alive():
                 raise self._death()
+            self.phase = op
             try:
-                self._conn.send((op, args, kwargs))
-            except OSError:
-                raise self._death() from None
-            deadline = time.monotonic() + self.timeout
+                self._conn.send((op, args, kwargs, len(fds)))
+                if fds:
+                    _send_fds(self._conn, fds)
+                return self._answer(op)
+            except errors.XValidateError:
+                raise
+            except BaseException:  # an interrupt in the middle of a request: its answer would come to the next
+                if self.alive() and not self._conn.closed:
+                    self.kill()
+                raise
+
+    def _answer(self, op: str) -> Any:
+        deadline = time.monotonic() + self.timeout
+        while True:
             while not self._conn.poll(0.2):
                 if not self.alive():
                     raise self._death()
                 if time.monotonic() > deadline:
-                    self.process.kill()
+                    self.kill()
                     self.process.wait()
                     raise errors.WorkerError(
-                        f"{self.adapter} worker: no answer to {op!r} within {self.timeout:g} s; stopped it "
-                        f"(raise the limit with XVALIDATE_WORKER_TIMEOUT)")
+                        f"{self.adapter} worker: no answer within {self.timeout:g} s while {self.phase}; stopped it "
+                        f"(raise the limit with --timeout or XVALIDATE_WORKER_TIMEOUT)")
             try:
-                status, payload = self._conn.recv()
+                status, payload, nfds = self._conn.recv()
+                fds = _recv_fds(self._conn, nfds) if nfds else []
             except (EOFError, OSError):
-                self.process.wait()
                 raise self._death() from None
-        if status == "ok":
-            return payload
-        raise _rebuild_error(self.adapter, payload)
+            if status == "phase":
+                self.phase = payload
+                continue
+            if status == "ok":
+                return (payload, fds) if fds else payload
+            raise _rebuild_error(self.adapter, payload)
 
     def _death(self) -> errors.WorkerError:
         code = self.process.wait()
@@ -213,16 +305,18 @@ class Worker:
                 how += " (out of memory, or stopped from outside)"
         else:
             how = f"exited with code {code}"
-        tail = _last_line(self.log_path)
-        return errors.WorkerError(f"{self.adapter} worker {how}" + (f"; last output: {tail}" if tail else ""))
+        tail = self._log_tail()
+        return errors.WorkerError(f"{self.adapter} worker {how} while {self.phase}"
+                                  + (f"; last output: {tail}" if tail else ""))
 
-
-def _last_line(path: str) -> str:
-    try:
-        lines = Path(path).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
+    def _log_tail(self) -> str:
+        try:
+            size = os.fstat(self._log_fd).st_size
+            data = os.pread(self._log_fd, 4096, max(0, size - 4096)).decode(errors="replace")
+        except OSError:
+            return ""
+        lines = data.strip().splitlines()
+        return lines[-1][:300] if lines else ""
 
 
 def _rebuild_error(adapter: str, payload: dict) -> Exception:
@@ -237,17 +331,22 @@ def _rebuild_error(adapter: str, payload: dict) -> Exception:
 
 _workers: dict[str, Worker] = {}
 _workers_lock = threading.Lock()
+_cleaned = False
 
 
 def get_worker(adapter: str, timeout: float | None = None) -> Worker:
     """The live worker for `adapter`, started on first use and reused afterwards."""
     from xvalidate.registry import adapter_names
 
+    global _cleaned
     with _workers_lock:
+        if not _cleaned:  # files that older versions or dead processes left in /dev/shm and the temp dir
+            clean_stale_files()
+            _cleaned = True
         worker = _workers.get(adapter)
         if worker is None or not worker.alive():
             if worker is not None:
-                worker.close()  # a dead one: remove its files
+                worker.close()  # a dead one: free what it held
             if adapter not in adapter_names():  # unknown names fail here, in the caller's process
                 raise errors.UnknownAdapterError(
                     f"unknown adapter {adapter!r}; expected one of: {', '.join(adapter_names())}")
@@ -255,6 +354,12 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
         elif timeout is not None:
             worker.timeout = timeout
         return worker
+
+
+def kill_workers() -> None:
+    """Kill every worker at once (Ctrl-C). Takes no lock, so a signal handler may call it."""
+    for worker in list(_workers.values()):
+        worker.kill()
 
 
 def shutdown_workers(wait: bool = True) -> None:
@@ -271,10 +376,11 @@ atexit.register(shutdown_workers, False)
 
 # ---------------------------------------------------------------- child side
 class _Server:
-    """The worker's loop: load models (cached by path and modification time) and answer requests."""
+    """The worker's loop: load models (cached by path, modification time and trust) and answer requests."""
 
-    def __init__(self, adapter_name: str):
+    def __init__(self, adapter_name: str, report_phase: Callable[[str], None]):
         self.adapter_name = adapter_name
+        self.report_phase = report_phase
         self._models: dict[tuple, Any] = {}
 
     @property
@@ -282,55 +388,94 @@ class _Server:
         from xvalidate.registry import get_adapter
         return get_adapter(self.adapter_name)
 
+    def set_trust_model(self, trust: bool) -> None:
+        self.adapter.trust_model = trust
+
     def model(self, source: str) -> Any:
+        trust = getattr(self.adapter, "trust_model", False)
         try:
             st = os.stat(source)
-            key = (source, st.st_mtime_ns, st.st_size)
+            key = (source, st.st_mtime_ns, st.st_size, trust)
         except OSError:
-            key = (source,)
+            key = (source, trust)
         if key not in self._models:
             if len(self._models) >= 2:  # big models: keep the two in use (source and destination)
                 self.adapter.release(self._models.pop(next(iter(self._models))))
+            self.report_phase(f"loading {source}")
             self._models[key] = self.adapter.load(source)
         return self._models[key]
 
     def layers(self, source: str) -> list[dict]:
-        return [info.to_dict() for info in self.adapter.layers(self.model(source))]
+        model = self.model(source)
+        self.report_phase(f"listing the layers of {source}")
+        return [info.to_dict() for info in self.adapter.layers(model)]
 
     def input_info(self, source: str) -> dict:
         return self.adapter.input_info(self.model(source)).to_dict()
 
-    def run(self, source: str, x_index: dict, layers: list[str] | None, out_path: str | None = None) -> dict:
-        model = self.model(source)
-        x = read_arrays(x_index)["x"]
-        outputs = self.adapter.run(model, x, layers)
-        return write_arrays(outputs, out_path if out_path and os.path.exists(out_path) else None)
+    def inputs_info(self, source: str) -> list[dict]:
+        return [info.to_dict() for info in self.adapter.inputs_info(self.model(source))]
 
-    @staticmethod
-    def call(target: str, args: tuple, kwargs: dict) -> Any:
+    def run(self, source: str, x_index: dict, layers: list[str] | None, reuse: bool, *, fds: list[int]) -> tuple:
+        model = self.model(source)
+        arrays = read_arrays(x_index, fds[0], lambda: None)  # the serving loop closes the descriptor
+        x = arrays if x_index.get("named") else arrays["x"]  # {input name: array} or one array
+        self.report_phase(f"running a chunk of {_samples(x)} samples through {source}")
+        outputs = self.adapter.run(model, x, layers)
+        out = write_arrays(outputs, fds[1] if reuse else None)
+        return out.index, [out.fd]
+
+    def call(self, target: str, args: tuple, kwargs: dict) -> Any:
+        self.report_phase(f"running {target}")
         module, _, name = target.partition(":")
         return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-def _serve(fd: int, adapter_name: str) -> None:
+def _watch_parent(parent_pid: int) -> None:
+    """Exit as soon as the parent is gone (killed with -9, say): nobody will ask for anything more."""
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _serve(fd: int, adapter_name: str, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     conn = Connection(fd)
     server = None
     while True:
         try:
-            op, args, kwargs = conn.recv()
-        except EOFError:  # the parent is gone
+            op, args, kwargs, nfds = conn.recv()
+            fds = _recv_fds(conn, nfds) if nfds else []
+        except (EOFError, OSError):  # the parent is gone
             os._exit(0)
         if op == "exit":
             os._exit(0)  # skip tearing down framework state nobody will use
+        out_fds: list[int] = []
         try:
             if server is None:
-                server = _Server(adapter_name)
-            reply = ("ok", getattr(server, op)(*args, **kwargs))
+                server = _Server(adapter_name, lambda phase: conn.send(("phase", phase, 0)))
+            if fds:
+                kwargs = dict(kwargs, fds=fds)
+            result = getattr(server, op)(*args, **kwargs)
+            if op == "run":
+                result, out_fds = result
+            reply = ("ok", result, len(out_fds))
         except BaseException as exc:  # everything goes back to the caller
-            reply = ("err", {"type": type(exc).__name__, "message": str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                             "traceback": traceback.format_exc()})
+            text = str(exc).strip()
+            reply = ("err", {"type": type(exc).__name__, "message": text.splitlines()[0] if text else type(exc).__name__,
+                             "traceback": traceback.format_exc()}, 0)
+        finally:
+            for received in fds:  # the reused output file, if any, goes back with the answer first
+                if received not in out_fds:
+                    os.close(received)
         conn.send(reply)
+        if out_fds:
+            _send_fds(conn, out_fds)
+            for out_fd in out_fds:
+                os.close(out_fd)
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2])
+    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
