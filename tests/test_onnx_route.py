@@ -33,12 +33,41 @@ def test_mxnet_to_onnx_from_a_gluon_export(block):
     assert len(report.layers) >= 60 and {r.match for r in report.layers} <= {"name", "normalized", "fused"}
 
 
-def test_unknown_mxnet_input_size_asks_for_the_input_shape(block):
-    _, d = block
-    x = np.zeros((1, 3, 32, 32), np.float32)
-    made = get_worker("mxnet").call("test_adapters:save_resnet18", str(d / "r18b"), x)
-    with pytest.raises(xvalidate.XValidateError, match="give route option input_shape"):
-        xvalidate.validate(made["symbol"], src="mxnet", dst="onnx", via="onnx", inputs=x, cache=False)
+@pytest.fixture(scope="module")
+def zoo_net(tmp_path_factory):
+    """mxnet.gluon.model_zoo's mobilenetv2_0.25 (pretrained=False), exported without an input shape."""
+    d = tmp_path_factory.mktemp("gluon_zoo")
+    return get_worker("mxnet").call("xvalidate.models.gluon_zoo:save", "mobilenetv2_0.25", str(d / "mnv2"))
+
+
+def onnx_input_dims(path: str) -> list:
+    import onnx
+
+    return [d.dim_value or d.dim_param for d in onnx.load(path).graph.input[0].type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 96, 96), (3, 96, 96)])
+def test_mxnet_input_shape_comes_from_the_inputs(zoo_net, shape):
+    """A Gluon export records no input shape: the inputs given (batched or one sample) supply it."""
+    x = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32)
+    report = xvalidate.validate(zoo_net, src="mxnet", dst="onnx", via="onnx", inputs=x, cache=False)
+    assert report.passed, report.summary()
+    assert report.inputs["shape"] == [1 if len(shape) == 3 else shape[0], 3, 96, 96]
+    assert len(report.layers) >= 100 and report.layers[-1].metrics["max_abs"] < 1e-4
+    dims = get_worker("onnx").call("test_onnx_route:onnx_input_dims", report.artifacts["onnx"])
+    assert dims[1:] == [3, 96, 96]
+
+
+def test_input_shape_option_overrides_the_inputs(zoo_net):
+    x = np.zeros((1, 3, 96, 96), np.float32)
+    with pytest.raises(xvalidate.XValidateError, match=r"expects \(None, 3, 64, 64\)"):  # the override is taken as given
+        xvalidate.validate(zoo_net, src="mxnet", dst="onnx", via="onnx", inputs=x, cache=False,
+                           route_options={"input_shape": [1, 3, 64, 64]})
+
+
+def test_unknown_mxnet_input_size_without_inputs_asks_for_them(zoo_net):
+    with pytest.raises(xvalidate.XValidateError, match=r"give inputs \(CLI: --input\) or the route option input_shape"):
+        xvalidate.validate(zoo_net, src="mxnet", dst="onnx", via="onnx", cache=False)
 
 
 def test_compare_routes_side_by_side(block, tmp_path):

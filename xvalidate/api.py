@@ -68,6 +68,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     model content, route and library versions (see xvalidate.cache)."""
     from xvalidate.cache import convert_cached
     from xvalidate.registry import get_route
+    from xvalidate.routes.base import with_input_shape
 
     tol = Tolerances(atol, rtol, tolerances)
     get_route(via).check(src, dst)  # a wrong option is reported before anything is loaded
@@ -77,7 +78,8 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     with _sources([(src, model)]) as (src_path,):
         _notify(progress, "convert", 0, 1)
         t0 = time.perf_counter()
-        conversion = convert_cached(via, src_path, src, dst, dict(route_options or {}), use_cache=cache)
+        options = with_input_shape(get_route(via), src, dst, src_path, inputs, dict(route_options or {}))
+        conversion = convert_cached(via, src_path, src, dst, options, use_cache=cache)
         convert_seconds = time.perf_counter() - t0
         _notify(progress, "convert", 1, 1)
         report = _compare_paths(src, src_path, dst, conversion.dst_source, inputs, {}, tol, hints=conversion.hints,

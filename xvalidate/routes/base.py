@@ -65,3 +65,26 @@ class Route:
     def convert(self, source: str, src: str, dst: str, out_dir: Path, **options: Any) -> Conversion:
         """Convert the `src` model file `source` to `dst`, writing everything under `out_dir`."""
         raise NotImplementedError
+
+    def needs_input_shape(self, src: str, dst: str) -> bool:
+        """Whether converting `src` models to `dst` takes the route option `input_shape` (a model
+        format that does not record its input shape)."""
+        return False
+
+
+def with_input_shape(route: Route, src: str, dst: str, source: str, inputs: Any,
+                     options: dict[str, Any]) -> dict[str, Any]:
+    """`options` plus `input_shape` (batch 1) taken from the inputs the user gave, when the route needs
+    one and none is given. Inputs that cannot be read are left for the comparison to report."""
+    if inputs is None or "input_shape" in options or not route.needs_input_shape(src, dst):
+        return options
+    from xvalidate.errors import XValidateError
+    from xvalidate.inputs import load_inputs
+    from xvalidate.worker import get_worker
+
+    info = get_worker(src).input_info(source)
+    try:
+        x, _ = load_inputs(inputs, info.shape, info.layout, dtype=info.dtype)
+    except XValidateError:
+        return options
+    return {**options, "input_shape": [1, *x.shape[1:]]}

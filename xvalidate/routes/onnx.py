@@ -20,6 +20,9 @@ class OnnxRoute(Route):
     pairs = (("keras", "onnx"), ("keras", "mxnet"), ("mxnet", "onnx"))
     packages = ("tf2onnx", "onnx", "tensorflow-cpu", "mxnet", "onnxruntime")
 
+    def needs_input_shape(self, src: str, dst: str) -> bool:
+        return src == "mxnet"  # an MXNet symbol file records no input shape
+
     def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int = DEFAULT_OPSET,
                 input_shape: list[int] | None = None, **options: Any) -> Conversion:
         self.check(src, dst)
@@ -52,8 +55,8 @@ class OnnxRoute(Route):
         if input_shape is None:
             info = mxnet.input_info(symbol)
             if any(d is None for d in info.shape[1:]):
-                raise OptionError(f"{symbol}: the input shape is unknown; give route option input_shape "
-                                  f"(CLI: --input-shape 1,3,224,224)")
+                raise OptionError(f"{symbol}: the input shape is unknown; give inputs (CLI: --input) or the route "
+                                  f"option input_shape (CLI: --input-shape 1,3,224,224)")
             input_shape = [1, *info.shape[1:]]
         params = _params_beside(symbol)
         made = mxnet.call(f"{STEPS}:mxnet_to_onnx", symbol, params, list(input_shape), onnx_path)
