@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all bench coverage clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,9 @@ test-all: $(STAMP)  # the slow tests one at a time: several big models at once d
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,bench]"
 	$(BIN)/python benchmarks/run.py
+
+coverage: $(STAMP)  # slow (about an hour): one model at a time, into docs/coverage.md and docs/coverage.json
+	XVALIDATE_WORKER_TIMEOUT=900 $(BIN)/python benchmarks/coverage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,28 @@ from __future__ import annotations
 import numpy as np
 
 APPLICATIONS = ("ResNet50", "VGG16", "MobileNetV2", "DenseNet121", "InceptionV3", "Xception", "EfficientNetB0")
+# Every keras.applications family of TF 2.12, smallest member first.
+FAMILIES = {
+    "ConvNeXt": ("ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase", "ConvNeXtLarge", "ConvNeXtXLarge"),
+    "DenseNet": ("DenseNet121", "DenseNet169", "DenseNet201"),
+    "EfficientNet": tuple(f"EfficientNetB{i}" for i in range(8)),
+    "EfficientNetV2": ("EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
+                       "EfficientNetV2S", "EfficientNetV2M", "EfficientNetV2L"),
+    "InceptionResNetV2": ("InceptionResNetV2",),
+    "InceptionV3": ("InceptionV3",),
+    "MobileNet": ("MobileNet",),
+    "MobileNetV2": ("MobileNetV2",),
+    "MobileNetV3Small": ("MobileNetV3Small",),
+    "MobileNetV3Large": ("MobileNetV3Large",),
+    "NASNet": ("NASNetMobile", "NASNetLarge"),
+    "RegNet": ("RegNetX002", "RegNetY002"),
+    "ResNet": ("ResNet50", "ResNet101", "ResNet152"),
+    "ResNetV2": ("ResNet50V2", "ResNet101V2", "ResNet152V2"),
+    "ResNetRS": ("ResNetRS50", "ResNetRS101", "ResNetRS152"),
+    "VGG": ("VGG16", "VGG19"),
+    "Xception": ("Xception",),
+}
+ALL_APPLICATIONS = tuple(name for members in FAMILIES.values() for name in members)
 
 
 def _keras(seed: int):
@@ -59,8 +81,8 @@ def resnet_block(seed: int = 0):
 def application(name: str, seed: int = 0):
     """A keras.applications model with random weights (weights=None) and randomized BatchNorm statistics."""
     keras = _keras(seed)
-    if name not in APPLICATIONS:
-        raise ValueError(f"unknown application {name!r}; expected one of {', '.join(APPLICATIONS)}")
+    if name not in ALL_APPLICATIONS:
+        raise ValueError(f"unknown application {name!r}; expected one of {', '.join(ALL_APPLICATIONS)}")
     model = getattr(keras.applications, name)(weights=None)
     randomize_batchnorm(model, seed)
     return model
@@ -101,7 +123,7 @@ BUILDERS = {"seed2_cnn": seed2_cnn, "resnet_block": resnet_block}
 
 
 def save(name: str, path: str, seed: int = 0) -> str:
-    """Build a model by name (a BUILDERS key or an APPLICATIONS name) and save it to `path` (.h5 or .keras)."""
+    """Build a model by name (a BUILDERS key or an ALL_APPLICATIONS name) and save it to `path` (.h5 or .keras)."""
     model = BUILDERS[name](seed) if name in BUILDERS else application(name, seed)
     model.save(path)
     return path
