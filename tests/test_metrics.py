@@ -82,3 +82,72 @@ def test_top_k_agreement():
     m = compute_metrics(ref, out, 1e-4, 1e-3)
     assert m["top1"] == 0.5 and m["top5"] == 1.0
     assert compute_metrics(np.ones((2, 3, 4)), np.ones((2, 3, 4)), 0, 0)["top1"] is None
+
+
+def test_nan_on_both_sides_is_mismatched():
+    ref = np.array([[np.nan, 1.0, 2.0]])
+    m = compute_metrics(ref, ref.copy(), 1e-4, 1e-3)
+    assert m["mismatched"] == 1 and m["nan_src"] == m["nan_dst"] == 1
+    assert m["max_abs"] == 0.0  # the finite elements agree: the NaN alone fails the pair
+
+
+def test_opposite_infinities_are_mismatched_equal_ones_are_not():
+    ref = np.array([[np.inf, -np.inf, np.inf, 1.0]])
+    out = np.array([[-np.inf, np.inf, np.inf, 1.0]])
+    m = compute_metrics(ref, out, 1e-4, 1e-3)
+    assert m["mismatched"] == 2 and m["inf_src"] == m["inf_dst"] == 3
+    assert compute_metrics(-ref, -ref.copy(), 0, 0)["mismatched"] == 0
+
+
+def test_nothing_finite_leaves_the_value_metrics_undefined():
+    nan = np.full((2, 3), np.nan)
+    m = compute_metrics(nan, nan.copy(), 1e-4, 1e-3)
+    assert m["mismatched"] == 6 and m["size"] == 6
+    assert all(m[k] is None for k in ("max_abs", "mean_abs", "rmse", "max_rel", "cosine", "diff_var", "snr_db"))
+    assert m["top1"] == m["top5"] == 0.0  # a row holding a NaN never agrees
+
+
+def test_cosine_known_values():
+    assert math.isclose(compute_metrics(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]]), 0, 0)["cosine"],
+                        1 / math.sqrt(2), rel_tol=1e-12)
+    a, b = np.array([[1.0, 2.0, 3.0]]), np.array([[4.0, 5.0, 6.0]])
+    assert math.isclose(compute_metrics(a, b, 0, 0)["cosine"], 32 / math.sqrt(14 * 77), rel_tol=1e-12)
+    assert compute_metrics(a, -a, 0, 0)["cosine"] == -1.0
+    assert compute_metrics(np.zeros((1, 3)), np.zeros((1, 3)), 0, 0)["cosine"] == 1.0
+    assert compute_metrics(np.zeros((1, 3)), a, 0, 0)["cosine"] == 0.0
+
+
+def test_top5_with_ten_classes():
+    """Row i puts the source's top class at rank i of the destination: top-1 in 1 row of 10, top-5 in 5."""
+    rng = np.random.default_rng(3)
+    ref, out = np.zeros((10, 10)), np.zeros((10, 10))
+    for i in range(10):
+        ref[i] = rng.permutation(10)
+        best = int(ref[i].argmax())
+        order = [c for c in rng.permutation(10) if c != best]
+        order.insert(i, best)                        # destination classes from best to worst
+        out[i, order] = np.arange(10, 0, -1)
+    m = compute_metrics(ref, out, 1e-4, 1e-3)
+    assert m["top1"] == 0.1 and m["top5"] == 0.5
+
+
+def test_snr_of_a_zero_source_and_max_rel_floor():
+    m = compute_metrics(np.zeros((1, 2)), np.ones((1, 2)), 0, 0)
+    assert m["snr_db"] == -math.inf and m["max_rel"] is None and m["mismatched"] == 2
+    m = compute_metrics(np.array([[1e-7, 2.0]]), np.array([[1.0, 3.0]]), 0, 0)
+    assert m["max_rel"] == 0.5  # |ref| <= REL_FLOOR is left out of max_rel
+
+
+def test_tolerance_is_relative_to_the_source():
+    ref, out = np.array([[100.0, 0.0]]), np.array([[100.09, 0.0]])
+    assert compute_metrics(ref, out, 0.0, 1e-3)["mismatched"] == 0
+    at_zero = compute_metrics(np.array([[0.0, 100.0]]), np.array([[0.09, 100.0]]), 0.0, 1e-3)
+    assert at_zero["mismatched"] == 1  # rtol scales |src|, which is 0 there
+    assert compute_metrics(ref, out, 0.1, 0.0)["mismatched"] == 0 and compute_metrics(ref, out, 0.08, 0.0)["mismatched"] == 1
+
+
+def test_classifier_flag_overrides_the_shape_rule():
+    a = np.array([[0.2, 0.8], [0.6, 0.4]])
+    assert compute_metrics(a, a, 0, 0, classifier=False)["top1"] is None
+    assert compute_metrics(a[:, :1], a[:, :1], 0, 0)["top1"] is None  # one class is not a classifier
+    assert compute_metrics(a, a[:, ::-1], 0, 0, classifier=True)["top1"] == 0.0

@@ -10,10 +10,17 @@ d = ref - out. Over the elements where both are finite:
   cosine     <ref, out> / (|ref| |out|) over all elements (1.0 when both are zero)
   diff_var   variance of d (the seed's "variance of the difference"); merged with Chan's formula
   snr_db     10 log10(sum ref^2 / sum d^2); inf when d is zero
-  mismatched elements with |d| > atol + rtol |ref|, plus those finite on one side only
+  mismatched elements with |d| > atol + rtol |ref|, plus every non-finite element that is
+             not the same infinity on both sides (see below)
   size       element count; nan_src/nan_dst/inf_src/inf_dst: non-finite counts per side
   top1/top5  for classifier outputs (2-D, >= 2 classes): fraction of rows whose top-1
              classes agree / whose source top-1 is in the destination's top-5
+
+NaN and Inf: an element agrees only when both sides are finite and within tolerance, or
+both are the same infinity (+inf and +inf). NaN never agrees, not even with NaN, and +inf
+does not agree with -inf: each such element is mismatched, so the pair fails. The other
+metrics cover the elements finite on both sides (None when there are none), and a row
+holding a NaN on either side never counts as agreeing in top1/top5.
 
 Every metric merges exactly across chunks (sums, counts, maxima, Chan's variance),
 so a batch in one piece and in chunks agree up to float64 rounding.
@@ -54,7 +61,9 @@ class MetricAccumulator:
         for lo in range(0, flat_r.size, BLOCK):  # blocks: float64 scratch stays in cache, no page faults
             r = flat_r[lo:lo + BLOCK].astype(np.float64)
             o = flat_o[lo:lo + BLOCK].astype(np.float64)
-            if not (math.isfinite(float(r.sum())) and math.isfinite(float(o.sum()))):
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in the sum: a non-finite block
+                finite = math.isfinite(float(r.sum())) and math.isfinite(float(o.sum()))
+            if not finite:
                 r, o = self._drop_nonfinite(r, o)
             if not r.size:
                 continue
@@ -112,12 +121,13 @@ class MetricAccumulator:
     def _update_topk(self, ref: np.ndarray, out: np.ndarray) -> None:
         if not self._is_classifier(ref) or ref.ndim != 2 or ref.shape[0] == 0:
             return
-        r = np.nan_to_num(np.asarray(ref, np.float64), nan=-np.inf)
-        o = np.nan_to_num(np.asarray(out, np.float64), nan=-np.inf)
+        r, o = np.asarray(ref, np.float64), np.asarray(out, np.float64)
+        clean = ~(np.isnan(r).any(axis=1) | np.isnan(o).any(axis=1))  # a row with a NaN never agrees
+        r, o = r[clean], o[clean]
         top_r = r.argmax(axis=1)
         k = min(5, o.shape[1])
         top5_o = np.argpartition(-o, k - 1, axis=1)[:, :k]
-        self.rows += r.shape[0]
+        self.rows += ref.shape[0]
         self.top1 += int((top_r == o.argmax(axis=1)).sum())
         self.top5 += int((top5_o == top_r[:, None]).any(axis=1).sum())
 
