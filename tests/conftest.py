@@ -36,6 +36,15 @@ class ToyAdapter(Adapter):
 '''
 
 
+@pytest.fixture(autouse=True)
+def isolated_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test converts into a conversion cache of its own: nothing leaks between tests or
+    into the user's ~/.cache/xvalidate."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("XVALIDATE_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def toy_plugin(tmp_path, monkeypatch):
     """A third-party package that registers adapter 'toy' through the entry-point group."""
