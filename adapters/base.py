@@ -61,22 +61,36 @@ class LayerInfo:
 
 @dataclass
 class InputInfo:
-    """The model's (single) input: name, shape with batch as None, dtype, layout."""
+    """One input of a model.
+
+    name:   the input's name in the model (what a dict of inputs is keyed by).
+    shape:  with the batch dimension as None.
+    dtype:  what the model takes ("float32", "int32", "int64", "bool"...).
+    layout: "NHWC", "NCHW", "NWC" (also (batch, time, features) sequences), "NCW", "NC" or "none".
+    value_range: [low, high) of the values the model accepts, when it knows them: token ids
+            feeding an Embedding are [0, input_dim), masks [0, 2); None for real-valued data.
+    layout_guessed: the layout was read from the shape alone, not from the graph.
+    """
 
     name: str
     shape: tuple
     dtype: str = "float32"
     layout: str = "none"
+    value_range: tuple | None = None
+    layout_guessed: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        d["value_range"] = None if self.value_range is None else list(self.value_range)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "InputInfo":
         d = dict(d)
         d["shape"] = tuple(d["shape"])
+        if d.get("value_range") is not None:
+            d["value_range"] = tuple(d["value_range"])
         return cls(**d)
 
 
@@ -102,12 +116,18 @@ class Adapter:
         raise NotImplementedError
 
     def input_info(self, model: Any) -> InputInfo:
-        """The model's input."""
+        """The model's (first) input."""
         raise NotImplementedError
 
-    def run(self, model: Any, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def inputs_info(self, model: Any) -> list[InputInfo]:
+        """Every input of the model, in the model's order. Adapters of multi-input models override this."""
+        return [self.input_info(model)]
+
+    def run(self, model: Any, x: np.ndarray | Mapping[str, np.ndarray],
+            layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Ordered {layer name: output} for every asked layer (all when None), in ONE forward pass.
-        `x` is in this framework's layout. Unknown names raise UnknownLayerError."""
+        `x` is in this framework's layout: one array, or {input name: array} (see
+        common.input_arrays). Unknown names raise UnknownLayerError."""
         raise NotImplementedError
 
     def owns(self, obj: Any) -> bool:

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xvalidate.errors import InputFileError, InputShapeError
+from xvalidate.errors import InputFileError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
-from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
+from xvalidate_adapters.common import input_arrays, layout_for_rank, pick_layers
 
 _KINDS = {
     "Conv1D": ["conv"], "Conv2D": ["conv"], "Conv3D": ["conv"], "Conv1DTranspose": ["conv"],
@@ -87,14 +87,17 @@ class _Capture:
         self.eager_seconds = 0.0
         self.trace_seconds = _TRACE_SECONDS_PER_OUTPUT * len(model.outputs)
 
-    def __call__(self, x: np.ndarray) -> list:
+    def __call__(self, xs: list[np.ndarray]) -> list:
+        """Outputs for the model's inputs `xs`, in the order of model.inputs."""
         import tensorflow as tf
 
+        x = xs[0] if len(xs) == 1 else list(xs)
         if self.function is None and self.eager_seconds >= self.trace_seconds:
-            spec = tf.TensorSpec(self.model.inputs[0].shape, self.model.inputs[0].dtype)
-            self.function = tf.function(lambda t: self.model(t, training=False), input_signature=[spec])
+            specs = [tf.TensorSpec(t.shape, t.dtype) for t in self.model.inputs]
+            self.function = tf.function(lambda *t: self.model(t[0] if len(t) == 1 else list(t), training=False),
+                                        input_signature=specs)
         if self.function is not None:
-            outputs = self.function(x)
+            outputs = self.function(*xs)
         else:
             start = time.perf_counter()
             outputs = self.model(x, training=False)
@@ -169,18 +172,26 @@ class KerasAdapter(Adapter):
         return [_layer_info(entry) for entry in self._graph(model).entries]
 
     def input_info(self, model: Any) -> InputInfo:
-        if len(model.inputs) != 1:
-            raise InputShapeError(f"{self._describe(model)}: the model has {len(model.inputs)} inputs; "
-                                  "xvalidate compares single-input models")
-        tensor = model.inputs[0]
-        shape = (None, *(None if d is None else int(d) for d in tensor.shape[1:]))
-        name = getattr(model, "input_names", None) or [tensor.name]
-        return InputInfo(name=name[0], shape=shape, dtype=tensor.dtype.name, layout=layout_for_rank(len(shape)))
+        return self.inputs_info(model)[0]
+
+    def inputs_info(self, model: Any) -> list[InputInfo]:
+        names = getattr(model, "input_names", None) or [t.name.split(":")[0] for t in model.inputs]
+        ranges = _value_ranges(model)
+        out = []
+        for name, tensor in zip(names, model.inputs):
+            shape = (None, *(None if d is None else int(d) for d in tensor.shape[1:]))
+            dtype = tensor.dtype.name
+            value_range = ranges.get(id(tensor))
+            if value_range is None and (dtype == "bool" or ("mask" in name.lower() and dtype.startswith("int"))):
+                value_range = (0, 2)
+            out.append(InputInfo(name=name, shape=shape, dtype=dtype, layout=layout_for_rank(len(shape)),
+                                 value_range=value_range))
+        return out
 
     # ---------------------------------------------------------------- running
-    def run(self, model: Any, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        info = self.input_info(model)
-        check_input(x, info.shape, self._describe(model))
+    def run(self, model: Any, x: np.ndarray | dict, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        infos = self.inputs_info(model)
+        arrays = input_arrays(x, infos, self._describe(model))
         graph = self._graph(model)
         chosen = pick_layers([e.name for e in graph.entries], layers, self._describe(model))
         key = (id(model), tuple(chosen))
@@ -189,9 +200,23 @@ class KerasAdapter(Adapter):
 
             by_name = {e.name: e.tensor for e in graph.entries}
             self._captures[key] = _Capture(keras.Model(graph.inputs, [by_name[n] for n in chosen]))
-        outputs = self._captures[key](x.astype(info.dtype, copy=False))
+        outputs = self._captures[key]([arrays[info.name].astype(info.dtype, copy=False) for info in infos])
         # np.asarray shares the memory of a CPU tensor: no copy
         return {name: np.asarray(t) for name, t in zip(chosen, outputs)}
+
+
+def _value_ranges(model: Any) -> dict[int, tuple[int, int]]:
+    """{id(input tensor): [0, input_dim)} for inputs that feed an Embedding layer."""
+    ranges = {}
+    inputs = {id(t) for t in model.inputs}
+    for layer in model.layers:
+        if type(layer).__name__ != "Embedding":
+            continue
+        for node in layer._inbound_nodes:
+            for tensor in node.keras_inputs:
+                if id(tensor) in inputs:
+                    ranges[id(tensor)] = (0, int(layer.input_dim))
+    return ranges
 
 
 def _check_built(model: Any, where: str) -> None:

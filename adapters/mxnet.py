@@ -31,7 +31,7 @@ import numpy as np
 
 from xvalidate.errors import InputFileError, InputShapeError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
-from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
+from xvalidate_adapters.common import check_input, input_arrays, layout_for_rank, pick_layers
 
 _OUTPUT = re.compile(r"^(.*)_output(\d*)$")
 _KINDS = {
@@ -177,12 +177,17 @@ class MXNetAdapter(Adapter):
 
     def input_info(self, model: MXNetModel) -> InputInfo:
         shape = model.input_shape or (None, None, None, None)
-        return InputInfo(name=model.input_name, shape=tuple(shape), dtype="float32", layout=model.input_layout)
+        layout = model.input_layout
+        if len(shape) != 4 and layout in ("NCHW", "NHWC"):  # the image default: other ranks by what reads it
+            layout = _sequence_layout(model.symbol, model.input_name) if len(shape) == 3 else layout_for_rank(len(shape))
+        return InputInfo(name=model.input_name, shape=tuple(shape), dtype="float32", layout=layout)
 
     # ---------------------------------------------------------------- running
-    def run(self, model: MXNetModel, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(self, model: MXNetModel, x: np.ndarray | dict, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         import mxnet as mx
 
+        if isinstance(x, dict):  # {input name: array} for the one data input
+            x = input_arrays(x, [self.input_info(model)], model.source)[model.input_name]
         expected = model.input_shape or (None,) * x.ndim
         check_input(x, (None, *expected[1:]), model.source)
         ops = _graph(model.symbol).ops
@@ -377,6 +382,15 @@ def _input_layout(symbol: Any, data: str) -> str:
                 return "NHWC"
             break
     return "NCHW"
+
+
+def _sequence_layout(symbol: Any, data: str) -> str:
+    """The layout of a 3-D input: NCW when a Convolution reads it first, else a (batch, time,
+    features) sequence, NWC."""
+    nodes = json.loads(symbol.tojson())["nodes"]
+    data_index = next(i for i, n in enumerate(nodes) if n["name"] == data)
+    readers = [n["op"] for n in nodes if any(i[0] == data_index for i in n.get("inputs", []))]
+    return "NCW" if "Convolution" in readers else "NWC"
 
 
 def _guess_input_shape(model: MXNetModel) -> tuple | None:

@@ -7,8 +7,8 @@ shape inference), so listing the layers and then capturing them builds one sessi
 Sessions use basic graph optimizations: with every tensor an output the extended fusions find
 little to fuse, and the session is built in less than half the time.
 
-Names are the ONNX tensor names. Layouts: the graph input's is guessed from its shape (NHWC
-when the last axis is small and the second is not, as tf2onnx leaves Keras models); Conv,
+Names are the ONNX tensor names. Layouts: a graph input's is read from the ops that use it
+(see `input_layout`: tf2onnx keeps Keras's channels-last and sequence layouts); Conv,
 pooling and normalization outputs are channels-first (NCHW, NCW); a Transpose permutes its
 input's layout; other ops that keep the rank keep their first input's layout; other 2-D
 tensors are NC, and anything else is "none".
@@ -23,7 +23,7 @@ import numpy as np
 
 from xvalidate.errors import InputFileError, InputShapeError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
-from xvalidate_adapters.common import check_input, layout_for_rank, pick_layers
+from xvalidate_adapters.common import input_arrays, layout_for_rank, pick_layers
 
 _KINDS = {
     "Conv": ["conv"], "ConvTranspose": ["conv"], "Gemm": ["dense"], "MatMul": ["dense"],
@@ -37,6 +37,7 @@ _KINDS = {
 }
 _CHANNELS_FIRST = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "BatchNormalization",
                    "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "LRN"}
+_CONV_LIKE = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool"}
 _RESHAPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth"}
 _TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 _ATTR_ALIASES = {"kernel_shape": "kernel", "pads": "padding", "group": "groups"}
@@ -93,9 +94,10 @@ class OnnxAdapter(Adapter):
         constants = {init.name: init for init in model.proto.graph.initializer}
         constants.update((node.output[0], node.attribute[0].t) for node in model.proto.graph.node
                          if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value")
-        info = self.input_info(model)
-        shapes[info.name] = info.shape
-        layouts = {info.name: info.layout}
+        layouts = {}
+        for info in self.inputs_info(model):
+            shapes[info.name] = info.shape
+            layouts[info.name] = info.layout
         producer: dict[str, str] = {}
         infos = []
         for node in model.proto.graph.node:
@@ -113,27 +115,37 @@ class OnnxAdapter(Adapter):
         return infos
 
     def input_info(self, model: OnnxModel) -> InputInfo:
+        return self.inputs_info(model)[0]
+
+    def inputs_info(self, model: OnnxModel) -> list[InputInfo]:
         initializers = {i.name for i in model.proto.graph.initializer}
         inputs = [i for i in model.proto.graph.input if i.name not in initializers]
-        if len(inputs) != 1:
-            raise InputShapeError(f"{model.source}: the model has {len(inputs)} inputs; xvalidate compares "
-                                  "single-input models")
-        tensor_type = inputs[0].type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
-        shape = (None, *dims[1:]) if dims else ()
-        return InputInfo(name=inputs[0].name, shape=shape, dtype=_TYPES.get(tensor_type.elem_type, "float32"),
-                         layout=_input_layout(shape))
+        if not inputs:
+            raise InputShapeError(f"{model.source}: the graph has no inputs")
+        out = []
+        for tensor in inputs:
+            tensor_type = tensor.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+            shape = (None, *dims[1:]) if dims else ()
+            layout, guessed = input_layout(model.proto.graph, tensor.name, shape)
+            dtype = _TYPES.get(tensor_type.elem_type, "float32")
+            out.append(InputInfo(name=tensor.name, shape=shape, dtype=dtype, layout=layout,
+                                 value_range=_value_range(model.proto.graph, tensor.name, dtype),
+                                 layout_guessed=guessed))
+        return out
 
     # ---------------------------------------------------------------- running
-    def run(self, model: OnnxModel, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        info = self.input_info(model)
-        check_input(x, info.shape, model.source)
+    def run(self, model: OnnxModel, x: np.ndarray | dict, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        infos = self.inputs_info(model)
+        arrays = input_arrays(x, infos, model.source)
         chosen = pick_layers(_output_names(model), layers, model.source)
         session = _session(model, chosen)
+        feed = {info.name: arrays[info.name].astype(info.dtype, copy=False) for info in infos}
         try:
-            outputs = session.run(chosen, {info.name: x.astype(info.dtype, copy=False)})
+            outputs = session.run(chosen, feed)
         except Exception as exc:  # onnxruntime's Fail/InvalidArgument
-            raise InputShapeError(f"{model.source}: onnxruntime could not run on input {tuple(x.shape)} "
+            shapes = ", ".join(str(tuple(a.shape)) for a in feed.values())
+            raise InputShapeError(f"{model.source}: onnxruntime could not run on input {shapes} "
                                   f"({_first_line(exc)})") from None
         return dict(zip(chosen, outputs))
 
@@ -177,13 +189,70 @@ def _shape(dims: Any) -> tuple | None:
     return tuple([None] + [d if isinstance(d, int) else None for d in dims[1:]]) if dims else ()
 
 
-def _input_layout(shape: tuple) -> str:
-    if len(shape) != 4:
-        return layout_for_rank(len(shape), channels_first=True)
+def input_layout(graph: Any, name: str, shape: tuple) -> tuple[str, bool]:
+    """(layout, guessed) of graph input `name`, from the ops that read it: a convolution-like op
+    (through Unsqueeze or Cast) means channels-first; a Transpose moving the last axis to the
+    second that a convolution reads means channels-last (what tf2onnx writes for Keras models). A 3-D input
+    read by neither is a (batch, time, features) sequence ("NWC"), as RNN and attention ops take
+    it. A 4-D one is guessed from its shape (NHWC when the last axis is small and the second is
+    not), and the guess is reported."""
+    rank = len(shape)
+    if rank not in (3, 4):
+        return layout_for_rank(rank), False
+    seen = _reaching_ops(graph, name)
+    if any(op in _CONV_LIKE and perm is None for op, perm in seen):
+        return layout_for_rank(rank, channels_first=True), False
+    if any(op in _CONV_LIKE and perm and perm[1] == len(perm) - 1 for op, perm in seen):
+        return layout_for_rank(rank), False
+    if rank == 3:
+        return "NWC", False
     c_last, c_first = shape[3], shape[1]
     if c_last is not None and c_last <= 4 and (c_first is None or c_first > 4):
-        return "NHWC"
-    return "NCHW"
+        return "NHWC", True
+    return "NCHW", True
+
+
+def _reaching_ops(graph: Any, name: str) -> list[tuple[str, tuple | None]]:
+    """(op type, the perm of a Transpose on the way or None) of the ops that read `name`, directly
+    or through ops that only add axes or change type (Unsqueeze, Cast) and at most one Transpose."""
+    import onnx
+
+    out, frontier = [], {name: None}
+    for _ in range(4):
+        nxt = {}
+        for node in graph.node:
+            if not node.input or node.input[0] not in frontier:
+                continue
+            perm = frontier[node.input[0]]
+            out.append((node.op_type, perm))
+            if node.op_type == "Transpose" and perm is None:
+                attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                nxt.update((o, tuple(attrs.get("perm", ()))) for o in node.output if o)
+            elif node.op_type in ("Unsqueeze", "Cast"):
+                nxt.update((o, perm) for o in node.output if o)
+        frontier = nxt
+    return out
+
+
+def _value_range(graph: Any, name: str, dtype: str) -> tuple[int, int] | None:
+    """[0, rows) for an integer input used as the indices of a Gather over a constant table (an
+    embedding), directly or through a Cast; [0, 2) for booleans; None otherwise."""
+    if dtype == "bool":
+        return (0, 2)
+    if not dtype.startswith(("int", "uint")):
+        return None
+    tables = {i.name: tuple(i.dims) for i in graph.initializer}
+    tables.update((n.output[0], tuple(n.attribute[0].t.dims)) for n in graph.node
+                  if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value")
+    names = {name}
+    for node in graph.node:
+        if node.op_type == "Cast" and node.input[0] in names:
+            names.add(node.output[0])
+        elif node.op_type == "Gather" and len(node.input) > 1 and node.input[1] in names:
+            table = tables.get(node.input[0])
+            if table:
+                return (0, int(table[0]))
+    return None
 
 
 def _layout(op: str, attrs: dict, shape: tuple | None, input_layout: str | None) -> str:

@@ -19,7 +19,7 @@ from xvalidate.core.diff import Differ
 from xvalidate.core.report import Report
 from xvalidate.core.tolerances import Tolerances
 from xvalidate.errors import InputFileError, InputShapeError, OptionError
-from xvalidate.inputs import load_inputs
+from xvalidate.inputs import load_input_batch, pair_inputs
 from xvalidate.registry import get_adapter
 from xvalidate.worker import get_worker
 
@@ -29,11 +29,14 @@ DEFAULT_MEMORY_BUDGET = int(float(os.environ.get("XVALIDATE_MEMORY_BUDGET", 2 * 
 Progress = Callable[[str, int, int], None]
 
 
-def run(name: str, source: Any, x: np.ndarray, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def run(name: str, source: Any, x: np.ndarray | Mapping[str, np.ndarray],
+        layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Outputs of the asked layers (all when None) of a model, captured in ONE forward pass in a
-    worker process of adapter `name`. `source`: a model file or an in-memory model."""
-    x = np.asarray(x)
-    with _sources([(name, source)], example=x) as (path,):
+    worker process of adapter `name`. `source`: a model file or an in-memory model. `x`: one
+    array, or {input name: array} for a model with several inputs."""
+    x = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
+    example = next(iter(x.values()), None) if isinstance(x, dict) else x
+    with _sources([(name, source)], example=example) as (path,):
         return get_worker(name).run(path, x, layers)
 
 
@@ -43,9 +46,10 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
             memory_budget: int | None = None, progress: Progress | None = None) -> Report:
     """Compare two models the user already has, layer by layer, on the same input.
 
-    inputs: None (seeded random data of the source's input shape, `batch` samples), an array,
-    a .npy file or image files, always in the SOURCE model's layout; the destination gets
-    them in its own layout. layer_map: {src layer: dst layer} or a JSON file of one.
+    inputs: None (seeded random data that fits each source input, `batch` samples), an array,
+    a .npy file or image files; for several inputs a dict {input name: array} or a .npz file.
+    Always in the SOURCE model's layout; the destination gets them in its own layout, its
+    inputs paired with the source's by name, then by position. layer_map: {src layer: dst layer} or a JSON file of one.
     atol/rtol: global tolerances; tolerances: per-layer ones ({name or pattern: atol or
     {"atol":, "rtol":}, "default": ...})."""
     tol = Tolerances(atol, rtol, tolerances)
@@ -126,35 +130,36 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     t0 = time.perf_counter()
     _notify(progress, "load", 0, 1)
     with ThreadPoolExecutor(2) as pool:
-        f_src_in, f_dst_in = pool.submit(src_worker.input_info, src_path), pool.submit(dst_worker.input_info, dst_path)
+        f_src_in, f_dst_in = pool.submit(src_worker.inputs_info, src_path), pool.submit(dst_worker.inputs_info, dst_path)
         f_src_layers, f_dst_layers = pool.submit(src_worker.layers, src_path), pool.submit(dst_worker.layers, dst_path)
-        src_input, dst_input = f_src_in.result(), f_dst_in.result()
+        src_inputs, dst_inputs = f_src_in.result(), f_dst_in.result()
         src_layers, dst_layers = f_src_layers.result(), f_dst_layers.result()
     timings["load"] = time.perf_counter() - t0
     _notify(progress, "load", 1, 1)
 
-    x, input_desc = load_inputs(inputs, src_input.shape, src_input.layout, batch=batch, seed=seed,
-                                preprocess=preprocess, dtype=src_input.dtype)
-    dst_layout = dst_input.layout
-    x_dst_probe = layout.to_layout(x[:1], src_input.layout, dst_layout)
-    _check_fits(x_dst_probe, dst_input, dst_path)
+    x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
+    input_pairs = pair_inputs(src_inputs, dst_inputs, dst_path)
+    input_desc["layouts"] = _input_layouts(input_pairs)
+    for s_info, d_info in input_pairs:
+        _check_fits(layout.to_layout(x[s_info.name][:1], s_info.layout, d_info.layout), d_info, dst_path)
 
     budget = _budget(memory_budget)
     differ = None
     largest = 0
-    n, start = len(x), 0
+    n, start = len(next(iter(x.values()))), 0
     estimate = _bytes_per_sample(src_layers) + _bytes_per_sample(dst_layers)  # 0 when shapes are unknown
     chunk = max(1, int(budget // estimate)) if estimate else 1
     run_s = {"src": 0.0, "dst": 0.0}
     diff_s = 0.0
     with ThreadPoolExecutor(2) as pool:
         while start < n:
-            part = x[start:start + chunk]
+            part = {name: a[start:start + chunk] for name, a in x.items()}
+            size = len(next(iter(part.values())))
             _notify(progress, "run", start, n)
-            f_s = pool.submit(_timed, src_worker.run, src_path, part)
-            f_d = pool.submit(_timed, dst_worker.run, dst_path, layout.to_layout(part, src_input.layout, dst_layout))
+            f_s = pool.submit(_timed, src_worker.run, src_path, _one_or_dict(part))
+            f_d = pool.submit(_timed, dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)))
             (src_out, ts), (dst_out, td) = f_s.result(), f_d.result()
-            largest = max(largest, len(part))
+            largest = max(largest, size)
             run_s["src"] += ts
             run_s["dst"] += td
             t1 = time.perf_counter()
@@ -166,9 +171,9 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
             differ.add(src_out, dst_out)
             diff_s += time.perf_counter() - t1
             if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
-                per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / len(part)
+                per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / size
                 chunk = max(1, int(budget // max(per_sample, 1)))
-            start += len(part)
+            start += size
             del src_out, dst_out
     _notify(progress, "run", n, n)
     _notify(progress, "diff", 0, 1)
@@ -220,8 +225,24 @@ def _check_fits(x: np.ndarray, info, path: str) -> None:
     want = info.shape[1:]
     if len(want) != x.ndim - 1 or any(w is not None and w != d for w, d in zip(want, x.shape[1:])):
         shape = "(None, " + ", ".join("None" if d is None else str(d) for d in want) + ")"
-        raise InputShapeError(f"{path}: the input in the destination's layout ({info.layout}) has shape "
+        raise InputShapeError(f"{path}: input {info.name!r} in the destination's layout ({info.layout}) has shape "
                               f"{tuple(x.shape)}, but the model expects {shape}")
+
+
+def _one_or_dict(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    """What a worker's run() takes: the array of a single-input model, else {input name: array}."""
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _to_dst(part: Mapping[str, np.ndarray], input_pairs: Sequence) -> dict[str, np.ndarray]:
+    """The source inputs keyed by the destination's input names, in the destination's layouts."""
+    return {d.name: layout.to_layout(part[s.name], s.layout, d.layout) for s, d in input_pairs}
+
+
+def _input_layouts(input_pairs: Sequence) -> dict[str, dict]:
+    """{source input: its layouts on both sides and whether one was guessed from the shape alone}."""
+    return {s.name: {"dst": d.name, "src_layout": s.layout, "dst_layout": d.layout,
+                     "guessed": bool(s.layout_guessed or d.layout_guessed)} for s, d in input_pairs}
 
 
 def _notify(progress: Progress | None, stage: str, done: int, total: int) -> None:

@@ -13,6 +13,8 @@ from xvalidate_adapters.mxnet import write_input_hint
 STEPS = "xvalidate.routes.onnx_steps"
 NAMES = "xvalidate.routes.onnx_names"
 DEFAULT_OPSET = 11  # MXNet's ONNX importer reads opsets up to 13; 11 is what tf2onnx and it agree on best
+# Keras -> ONNX run by onnxruntime: attention layers become Einsum, which exists from opset 12
+ONNX_RUNTIME_OPSET = 13
 
 
 class OnnxRoute(Route):
@@ -23,9 +25,10 @@ class OnnxRoute(Route):
     def needs_input_shape(self, src: str, dst: str) -> bool:
         return src == "mxnet"  # an MXNet symbol file records no input shape
 
-    def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int = DEFAULT_OPSET,
+    def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int | None = None,
                 input_shape: list[int] | None = None, **options: Any) -> Conversion:
         self.check(src, dst)
+        opset = opset or (ONNX_RUNTIME_OPSET if dst == "onnx" else DEFAULT_OPSET)
         if options:
             raise OptionError(f"via='onnx' takes the route options opset and input_shape, got {', '.join(options)}")
         out_dir.mkdir(parents=True, exist_ok=True)
