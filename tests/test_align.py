@@ -53,9 +53,12 @@ def test_port_without_softmax_pairs_the_dense_with_the_keras_dense_softmax_layer
     assert pairs(alignment)["final_fully_connected"][0] == "hybridsequential0_dense0_fwd"
 
 
-def test_shape_disagreement_still_pairs_by_structure():
-    got = pairs(align(KERAS_SEED2, gluon_port(pad=0)))
-    assert got["block1_conv1"][0] == "hybridsequential0_conv0_relu_fwd"
+def test_structural_pair_with_impossible_shapes_is_refused_with_a_reason():
+    alignment = align(KERAS_SEED2, gluon_port(pad=0))
+    got = pairs(alignment)
+    assert got["block1_conv1"] == (None, "none")
+    assert alignment.rejected["block1_conv1"].startswith("hybridsequential0_conv0")
+    assert "no layout makes them comparable" in alignment.reasons["block1_conv1"]
 
 
 def test_mmdnn_names_and_fused_activation():

@@ -3,13 +3,14 @@
     differ = Differ(src_layers, dst_layers, alignment, tolerance_for)
     for src_out, dst_out in chunks:      # {name: array} from each side's adapter
         differ.add(src_out, dst_out)
-    rows, first = differ.finish()
+    rows, roots = differ.finish()
 
-The first chunk fixes each pair's layout transform (trying every transform the
-shapes allow and keeping the closest). After every chunk the tensors of the
-earliest failing pair so far are kept (one pair, from a chunk where it fails),
-so that the first divergence is diagnosed on real tensors that show it.
-Metrics accumulate over chunks (xvalidate.core.metrics).
+The first chunk fixes each pair's layout transform (trying every transform the shapes allow and
+keeping the closest). After every chunk, each pair that fails in it while its paired inputs pass
+there (a root on that chunk) keeps its tensors, those of the unpaired layers above it and of its
+partner's inputs, from the first chunk where it is one (up to `max_roots` pairs), so that every
+root is diagnosed on real tensors that show it. Metrics accumulate over chunks
+(xvalidate.core.metrics).
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import numpy as np
 
 from xvalidate.core import layout
 from xvalidate.core.align import Alignment
-from xvalidate.core.diagnose import diagnose, first_failing
+from xvalidate.core.diagnose import diagnose
 from xvalidate.core.metrics import MetricAccumulator
 from xvalidate.core.report import METRIC_NAMES, LayerResult
+from xvalidate.core.roots import is_root, upstream, upstream_blame
 from xvalidate.core.tolerances import passes
 
 
@@ -29,17 +31,21 @@ class Differ:
     """Accumulates the comparison of every aligned pair over chunks of the batch."""
 
     def __init__(self, src_layers: Sequence, dst_layers: Sequence, alignment: Alignment,
-                 tolerance_for: Callable[[str], tuple[float, float]]):
+                 tolerance_for: Callable[[str], tuple[float, float]], max_roots: int = 32):
         self.src_info = {info.name: info for info in src_layers}
         self.dst_info = {info.name: info for info in dst_layers}
         self.src_order = {info.name: i for i, info in enumerate(src_layers)}
+        self.alignment = alignment
         self.pairs = [p for p in alignment.pairs if p.dst is not None]
+        paired = {p.src: p for p in self.pairs}
+        self.upstream = {name: upstream(name, self.src_info, paired) for name in paired}
         self.tolerance_for = tolerance_for
+        self.max_roots = max_roots
         self._transform: dict[str, str | None] = {}
         self._producer_shape: dict[str, tuple | None] = {}
         self._shape_error: dict[str, str] = {}
         self._acc: dict[str, MetricAccumulator] = {}
-        self._evidence: tuple[int, np.ndarray, np.ndarray] | None = None  # pair index, src, raw dst
+        self._kept: dict[str, dict] = {}  # root on some chunk -> its tensors from that chunk
         self._started = False
         self.shapes: dict[str, tuple[tuple, tuple]] = {}
 
@@ -48,20 +54,35 @@ class Differ:
         if not self._started:
             self._setup(src_out, dst_out)
             self._started = True
-        failing = None
-        for i, pair in enumerate(self.pairs):
+        failing: set[str] = set()
+        for pair in self.pairs:
             if pair.src in self._shape_error:
-                failing = i if failing is None else failing
+                failing.add(pair.src)
                 continue
             acc = self._acc[pair.src]
             before = acc.mismatched
             dst = layout.apply(self._transform[pair.src], dst_out[pair.dst], self._producer_shape[pair.src])
             acc.update(src_out[pair.src], dst)
-            if failing is None and acc.mismatched > before:
-                failing = i
-        if failing is not None and (self._evidence is None or failing < self._evidence[0]):
-            pair = self.pairs[failing]
-            self._evidence = (failing, np.array(src_out[pair.src]), np.array(dst_out[pair.dst]))
+            if acc.mismatched > before:
+                failing.add(pair.src)
+        for pair in self.pairs:
+            if len(self._kept) >= self.max_roots:
+                break
+            if pair.src not in self._kept and is_root(pair.src, failing, self.upstream):
+                self._kept[pair.src] = self._keep(pair, src_out, dst_out)
+
+    def _keep(self, pair, src_out, dst_out) -> dict:
+        """Copies of what diagnosing `pair` may look at: its tensors, the unpaired source layers above
+        it with the candidates they refused, and the inputs of its destination partner."""
+        path = self.upstream[pair.src].path
+        info = self.dst_info.get(pair.dst)
+        dst_inputs = [n for n in (info.inputs if info is not None else []) if n in dst_out]
+        refused = [self.alignment.rejected[n] for n in path if n in self.alignment.rejected]
+        src_names = [pair.src, *path]
+        dst_names = [pair.dst, *dst_inputs, *refused]
+        return {"src": {n: np.array(src_out[n]) for n in src_names if n in src_out},
+                "dst": {n: np.array(dst_out[n]) for n in dst_names if n in dst_out},
+                "dst_inputs": dst_inputs}
 
     def _setup(self, src_out, dst_out) -> None:
         for pair in self.pairs:
@@ -90,37 +111,54 @@ class Differ:
             return None if shape is None or None in shape[1:] else (1,) + tuple(shape[1:])
         return producer.shape
 
-    def finish(self) -> tuple[list[LayerResult], LayerResult | None]:
-        """The per-layer rows in source order and the first divergence, with its cause."""
-        rows = []
-        for pair in self.pairs:
-            atol, rtol = self.tolerance_for(pair.src)
-            src_info, dst_info = self.src_info[pair.src], self.dst_info.get(pair.dst)
-            shapes = self.shapes.get(pair.src, (None, None))
-            row = LayerResult(
-                index=self.src_order[pair.src], src=pair.src, dst=pair.dst, match=pair.match,
-                src_op=src_info.op, dst_op=None if dst_info is None else dst_info.op,
-                src_shape=None if shapes[0] is None else tuple(shapes[0]),
-                dst_shape=None if shapes[1] is None else tuple(shapes[1]),
-                transform=self._transform.get(pair.src), atol=atol, rtol=rtol)
-            if pair.src in self._shape_error:
-                row.metrics = {name: None for name in METRIC_NAMES}
-                row.passed, row.note = False, self._shape_error[pair.src]
-            else:
-                row.metrics = self._acc[pair.src].result()
-                row.passed = passes(row.metrics, atol, rtol)
-            rows.append(row)
-        first = first_failing(rows)
-        if first is not None:
-            src = raw = moved = None
-            if self._evidence is not None and self.pairs[self._evidence[0]].src == first.src:
-                _, src, raw = self._evidence
-                moved = None if first.src in self._shape_error else layout.apply(
-                    first.transform, raw, self._producer_shape[first.src])
-            first.cause = diagnose(first, src, raw, moved, self.src_info[first.src],
-                                   self.dst_info.get(first.dst), {r.src: r for r in rows})
-        self._evidence = None
-        return rows, first
+    def finish(self) -> tuple[list[LayerResult], list[LayerResult]]:
+        """The per-layer rows in source order, and the roots of divergence in source order, each with
+        its cause (a root may be an unpaired source layer, with dst None or a refused candidate)."""
+        rows = [self._row(pair) for pair in self.pairs]
+        by_src = {r.src: r for r in rows}
+        failing = {r.src for r in rows if not r.passed}
+        roots: dict[str, LayerResult] = {}
+        for row in rows:
+            if not is_root(row.src, failing, self.upstream):
+                continue
+            root = self._explain(row, by_src)
+            roots.setdefault(root.src, root)
+        self._kept = {}
+        return rows, sorted(roots.values(), key=lambda r: r.index)
+
+    def _row(self, pair) -> LayerResult:
+        atol, rtol = self.tolerance_for(pair.src)
+        src_info, dst_info = self.src_info[pair.src], self.dst_info.get(pair.dst)
+        shapes = self.shapes.get(pair.src, (None, None))
+        row = LayerResult(
+            index=self.src_order[pair.src], src=pair.src, dst=pair.dst, match=pair.match,
+            src_op=src_info.op, dst_op=None if dst_info is None else dst_info.op,
+            src_shape=None if shapes[0] is None else tuple(shapes[0]),
+            dst_shape=None if shapes[1] is None else tuple(shapes[1]),
+            transform=self._transform.get(pair.src), atol=atol, rtol=rtol)
+        if pair.src in self._shape_error:
+            row.metrics = {name: None for name in METRIC_NAMES}
+            row.passed, row.note = False, self._shape_error[pair.src]
+        else:
+            row.metrics = self._acc[pair.src].result()
+            row.passed = passes(row.metrics, atol, rtol)
+        return row
+
+    def _explain(self, row: LayerResult, rows_by_src: Mapping[str, LayerResult]) -> LayerResult:
+        """The root `row` with its cause, or the unpaired layer above it where the blame belongs."""
+        kept = self._kept.get(row.src)
+        if kept is None:
+            row.cause = "not diagnosed: more roots than the diagnosis keeps tensors for"
+            return row
+        blamed = upstream_blame(row, self.upstream[row.src], kept, self.src_info, self.src_order,
+                                self.alignment.rejected, self.alignment.reasons)
+        if blamed is not None:
+            return blamed
+        src, raw = kept["src"][row.src], kept["dst"][row.dst]
+        moved = None if row.src in self._shape_error else layout.apply(row.transform, raw,
+                                                                       self._producer_shape[row.src])
+        row.cause = diagnose(row, src, raw, moved, self.src_info[row.src], self.dst_info.get(row.dst), rows_by_src)
+        return row
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Keys of LayerResult.metrics, in display order.
 METRIC_NAMES = (
@@ -58,7 +58,11 @@ class Report:
     unmatched: dict[str, list[str]] = field(default_factory=lambda: {"src": [], "dst": []})
     via: str | None = None        # route name when a conversion was made
     passed: bool = True
-    first_divergence: LayerResult | None = None
+    first_divergence: LayerResult | None = None  # the first of `roots`
+    # failing layers whose paired inputs all pass, in source order, each with its cause; a root may be
+    # a source layer without a comparable partner (dst None), where the tensors put the blame
+    roots: list[LayerResult] = field(default_factory=list)
+    unmatched_reasons: dict[str, str] = field(default_factory=dict)  # unmatched source layer -> why
     inputs: dict[str, Any] = field(default_factory=dict)      # shape, dtype, source, seed
     tolerances: dict[str, Any] = field(default_factory=dict)  # atol, rtol, per-layer overrides
     timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds

@@ -91,6 +91,11 @@ def report_body(report: Report) -> str:
     if first is not None:
         parts.append(f'<p class="cause"><b>First divergence:</b> {escape(first.src)} &rarr; {escape(str(first.dst))}'
                      f"<br><b>Likely cause:</b> {escape(first.cause or '')}</p>")
+    if len(report.roots) > 1:
+        items = "".join(f"<li><b>{escape(r.src)}</b> &rarr; {escape(str(r.dst or '-'))}: {escape(r.cause or '')}</li>"
+                        for r in report.roots)
+        parts.append(f'<div class="roots"><h3>Roots of divergence ({len(report.roots)})</h3>'
+                     f"<p>Each fails while every paired input of it passes.</p><ol>{items}</ol></div>")
     xs = [r.index for r in report.layers]
     series = [("max_abs", xs, [r.metrics.get("max_abs") for r in report.layers]),
               ("mean_abs", xs, [r.metrics.get("mean_abs") for r in report.layers])]
@@ -102,6 +107,10 @@ def report_body(report: Report) -> str:
         names = report.unmatched.get(side, [])
         if names:
             parts.append(f"<h3>Unmatched {label} layers ({len(names)})</h3><p>{escape(', '.join(names))}</p>")
+    if report.unmatched_reasons:
+        parts.append("<h3>Why these source layers are not paired</h3><table>" + "".join(
+            f'<tr><td class="l">{escape(k)}</td><td class="l">{escape(v)}</td></tr>'
+            for k, v in report.unmatched_reasons.items()) + "</table>")
     if report.timings:
         parts.append("<h3>Timings</h3><table>" + "".join(
             f'<tr><td class="l">{escape(k)}</td><td>{v:.3f} s</td></tr>' for k, v in report.timings.items()) + "</table>")

@@ -46,6 +46,8 @@ def report_to_dict(report: Report) -> dict:
             data["layers"] = [_row(r) for r in value]
         elif f.name == "first_divergence":
             data["first_divergence"] = None if value is None else value.src
+        elif f.name == "roots":
+            data["roots"] = [_row(r) for r in value]
         else:
             data[f.name] = _encode(value)
     return data
@@ -55,17 +57,21 @@ def report_from_dict(data: dict) -> Report:
     """A Report back from `report_to_dict`'s output."""
     data = dict(data)
     data.pop("schema_version", None)
-    rows = []
-    for r in data.pop("layers"):
-        r = _decode(r)
-        for key in ("src_shape", "dst_shape"):
-            if r.get(key) is not None:
-                r[key] = tuple(r[key])
-        rows.append(LayerResult(**r))
+    rows = [_layer_result(r) for r in data.pop("layers")]
     first = data.pop("first_divergence")
-    report = Report(layers=rows, **{k: _decode(v) for k, v in data.items()})
-    report.first_divergence = next((r for r in rows if r.src == first), None)
+    by_src = {r.src: r for r in rows}
+    roots = [by_src.get(r["src"]) or _layer_result(r) for r in data.pop("roots", [])]
+    report = Report(layers=rows, roots=roots, **{k: _decode(v) for k, v in data.items()})
+    report.first_divergence = next((r for r in roots if r.src == first), None) or by_src.get(first)
     return report
+
+
+def _layer_result(data: dict) -> LayerResult:
+    data = _decode(data)
+    for key in ("src_shape", "dst_shape"):
+        if data.get(key) is not None:
+            data[key] = tuple(data[key])
+    return LayerResult(**data)
 
 
 def write_json(report: Report, path: str) -> str:

@@ -52,6 +52,10 @@ def summary_text(report: Report) -> str:
         detail = first.note or f"max_abs {fmt(first.metrics.get('max_abs'))}, mismatched {mismatch_text(first)}"
         lines.append(f"first divergence: {where} ({detail})")
         lines.append(f"likely cause: {first.cause}")
+    others = [root for root in report.roots if root is not first]
+    if others:
+        lines.append(f"other roots of divergence ({len(others)}; each fails while its paired inputs pass):")
+        lines += [f"  {root.src} -> {root.dst or '-'}: {root.cause}" for root in others]
     worst = report.worst(1)
     if worst and worst[0].metrics.get("max_abs") is not None:
         lines.append(f"largest error: {worst[0].src} max_abs {fmt(worst[0].metrics['max_abs'])}")
@@ -73,7 +77,7 @@ def render(report: Report, console, all_rows: bool = False, top: int = 15) -> No
     verdict, *lines = summary_text(report).split("\n")
     console.print(Text(verdict, style=style))
     for line in lines:
-        if line.startswith("likely cause"):
+        if line.startswith(("likely cause", "  ")):
             console.print(Text(line, style="yellow"))
         elif line.startswith("first divergence"):
             console.print(Text(line, style="red"))
@@ -96,11 +100,13 @@ def render(report: Report, console, all_rows: bool = False, top: int = 15) -> No
         if names:
             shown = ", ".join(names[:12]) + (f" ... (+{len(names) - 12})" if len(names) > 12 else "")
             console.print(f"unmatched {'source' if side == 'src' else 'destination'} layers ({len(names)}): {shown}")
+    for name, reason in list(report.unmatched_reasons.items())[:8]:
+        console.print(f"  not paired: {name}: {reason}", style="dim")
 
 
 def _interesting(report: Report, top: int) -> list[LayerResult]:
-    """The first divergence and the worst rows, in source order."""
+    """The roots of divergence and the worst rows, in source order."""
     chosen = {id(r): r for r in report.worst(top)}
-    if report.first_divergence is not None:
-        chosen[id(report.first_divergence)] = report.first_divergence
+    for root in report.roots:
+        chosen[id(root)] = root
     return sorted(chosen.values(), key=lambda r: r.index)
