@@ -30,20 +30,21 @@ Progress = Callable[[str, int, int], None]
 
 
 def run(name: str, source: Any, x: np.ndarray | Mapping[str, np.ndarray],
-        layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        layers: Sequence[str] | None = None, *, trust_model: bool = False) -> dict[str, np.ndarray]:
     """Outputs of the asked layers (all when None) of a model, captured in ONE forward pass in a
     worker process of adapter `name`. `source`: a model file or an in-memory model. `x`: one
     array, or {input name: array} for a model with several inputs."""
     x = {k: np.asarray(v) for k, v in x.items()} if isinstance(x, Mapping) else np.asarray(x)
     example = next(iter(x.values()), None) if isinstance(x, dict) else x
     with _sources([(name, source)], example=example) as (path,):
+        _trust(trust_model, name)
         return get_worker(name).run(path, x, layers)
 
 
 def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxnet", inputs: Any = None,
             layer_map: Mapping[str, str] | str | None = None, atol: float | None = None, rtol: float | None = None,
             tolerances: Mapping[str, Any] | None = None, *, batch: int = 1, seed: int = 0, preprocess: str = "unit",
-            memory_budget: int | None = None, progress: Progress | None = None) -> Report:
+            memory_budget: int | None = None, progress: Progress | None = None, trust_model: bool = False) -> Report:
     """Compare two models the user already has, layer by layer, on the same input.
 
     inputs: None (seeded random data that fits each source input, `batch` samples), an array,
@@ -55,6 +56,7 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     tol = Tolerances(atol, rtol, tolerances)
     mapping = _layer_map(layer_map)
     _budget(memory_budget)
+    _trust(trust_model, src, dst)
     with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
         return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, batch=batch, seed=seed,
                               preprocess=preprocess, memory_budget=memory_budget, progress=progress,
@@ -65,7 +67,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
              atol: float | None = None, rtol: float | None = None, tolerances: Mapping[str, Any] | None = None,
              keep: str | None = None, *, cache: bool = True, batch: int = 1, seed: int = 0,
              preprocess: str = "unit", memory_budget: int | None = None, route_options: Mapping | None = None,
-             progress: Progress | None = None) -> Report:
+             progress: Progress | None = None, trust_model: bool = False) -> Report:
     """Convert `model` from `src` to `dst` through route `via`, run both, and compare layer by layer.
 
     keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
@@ -79,6 +81,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     _budget(memory_budget)
     if keep and Path(keep).is_dir() and any(Path(keep).iterdir()):  # never overwrite what is there
         raise OptionError(f"keep: {keep} is not empty; give a new or empty directory")
+    _trust(trust_model, src, dst)
     with _sources([(src, model)]) as (src_path,):
         _notify(progress, "convert", 0, 1)
         t0 = time.perf_counter()
@@ -102,7 +105,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
 def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequence[str] = ("mmdnn", "onnx"),
                    inputs: Any = None, atol: float | None = None, rtol: float | None = None,
                    tolerances: Mapping[str, Any] | None = None, *, cache: bool = True, batch: int = 1,
-                   seed: int = 0, progress: Progress | None = None, **options: Any):
+                   seed: int = 0, progress: Progress | None = None, trust_model: bool = False, **options: Any):
     """Validate the same model through several routes; a route that fails is recorded, not raised."""
     from xvalidate.core.comparison import RouteComparison
     from xvalidate.errors import XValidateError
@@ -114,7 +117,7 @@ def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequ
             try:
                 reports[route] = validate(src_path, src=src, dst=dst, via=route, inputs=inputs, atol=atol, rtol=rtol,
                                           tolerances=tolerances, cache=cache, batch=batch, seed=seed,
-                                          progress=progress, **options)
+                                          progress=progress, trust_model=trust_model, **options)
             except XValidateError as exc:
                 failures[route] = str(exc)
     return RouteComparison(model=_describe(model), src=src, dst=dst, routes=list(via), reports=reports,
@@ -178,7 +181,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     _notify(progress, "run", n, n)
     _notify(progress, "diff", 0, 1)
     t1 = time.perf_counter()
-    rows, first = differ.finish()
+    rows, roots = differ.finish()
+    first = roots[0] if roots else None
     diff_s += time.perf_counter() - t1
     _notify(progress, "diff", 1, 1)
     timings.update({"src_run": run_s["src"], "dst_run": run_s["dst"], "diff": diff_s})
@@ -186,12 +190,20 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     report = Report(
         src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
         unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired], "dst": alignment.unmatched_dst},
-        passed=first is None and bool(rows), first_divergence=first, inputs={**input_desc, "chunk": largest},
+        passed=first is None and bool(rows), first_divergence=first, roots=roots,
+        unmatched_reasons=dict(alignment.reasons), inputs={**input_desc, "chunk": largest},
         tolerances=tol.describe(), timings=timings,
         meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
             "src": len(src_layers), "dst": len(dst_layers)}},
     )
     return report
+
+
+def _trust(trust_model: bool, *adapters: str) -> None:
+    """Tell the workers of `adapters` whether they may load model files that run code they carry
+    (a Keras Lambda layer): off unless the caller trusts the files (docs/security.md)."""
+    for name in dict.fromkeys(adapters):
+        get_worker(name).set_trust_model(bool(trust_model))
 
 
 def _budget(memory_budget: float | None) -> int:
