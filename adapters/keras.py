@@ -23,6 +23,7 @@ import numpy as np
 
 from xvalidate.errors import InputFileError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
+from xvalidate_adapters.keras_safety import check_trusted
 from xvalidate_adapters.common import input_arrays, layout_for_rank, pick_layers
 
 _KINDS = {
@@ -109,6 +110,7 @@ class KerasAdapter(Adapter):
     name = "keras"
     layout = "NHWC"
     extensions = (".h5", ".hdf5", ".keras")
+    trust_model = False  # True: load files whose Lambda layers run code (see keras_safety)
 
     def __init__(self) -> None:
         self._graphs: dict[int, _Graph] = {}
@@ -129,10 +131,11 @@ class KerasAdapter(Adapter):
             raise InputFileError(f"{path}: no such model file")
         if not path.name.lower().endswith(self.extensions):
             raise InputFileError(f"{path}: unknown extension for a Keras model; expected {', '.join(self.extensions)}")
+        check_trusted(path, self.trust_model)  # before Keras reads anything: a Lambda's code runs while loading
         from tensorflow import keras
 
         try:
-            model = keras.models.load_model(str(path), compile=False)
+            model = keras.models.load_model(str(path), compile=False, safe_mode=not self.trust_model)
         except Exception as exc:  # h5py, zipfile and keras raise many types for a bad file
             raise InputFileError(f"{path}: not a readable Keras model ({_first_line(exc)})") from None
         _check_built(model, str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -16,7 +17,15 @@ import click
 
 from xvalidate.errors import OptionError, XValidateError
 
-EXIT_PASS, EXIT_DIVERGE, EXIT_ERROR = 0, 1, 2
+EXIT_PASS, EXIT_DIVERGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C: kill the workers first (threads waiting on them return at once), then unwind."""
+    from xvalidate.worker import kill_workers
+
+    kill_workers()
+    raise KeyboardInterrupt
 
 
 def _stderr_console():
@@ -35,6 +44,7 @@ def _guard(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = click.get_current_context().find_root().params.get("debug", False)
+        signal.signal(signal.SIGINT, _interrupt)
         try:
             return fn(*args, **kwargs)
         except XValidateError as exc:
@@ -45,7 +55,8 @@ def _guard(fn: Callable) -> Callable:
                     click.echo(details, err=True)
             click.echo(f"error: {exc}", err=True)
         except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
+            click.echo("interrupted: workers stopped, no report written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug, not bad input: still one line unless --debug
             if debug:
                 traceback.print_exc()
@@ -138,6 +149,23 @@ def _common(fn: Callable) -> Callable:
     return fn
 
 
+def _safety(fn: Callable) -> Callable:
+    """--trust-model (passed on as trust_model) and --timeout (applied to the workers here)."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        if timeout is not None:
+            from xvalidate.worker import set_timeout
+            set_timeout(timeout)
+        return fn(*args, **kwargs)
+
+    wrapper = click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+                           help="Seconds a worker may spend on one step before it is stopped "
+                                "(default 600, or $XVALIDATE_WORKER_TIMEOUT).")(wrapper)
+    return click.option("--trust-model", is_flag=True,
+                        help="Load model files that run code they carry (Keras Lambda layers): "
+                             "only files you trust (docs/security.md).")(wrapper)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="xvalidate")
@@ -152,16 +180,18 @@ def main(debug: bool) -> None:
 @click.option("--dst", default="mxnet", show_default=True, help="Adapter of DST_MODEL.")
 @click.option("--layer-map", type=click.Path(), help="JSON file {source layer: destination layer}.")
 @_common
+@_safety
 @_guard
 def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, preprocess, atol, rtol,
-            tolerance_file, memory_budget, html, json_path, all_rows):
+            tolerance_file, memory_budget, html, json_path, all_rows, trust_model):
     """Compare two models you already have (e.g. a Keras model and your Gluon port)."""
     import xvalidate
 
     with _Progress(sys.stderr.isatty()) as progress:
         report = xvalidate.compare(src_model, dst_model, src=src, dst=dst, inputs=inputs, layer_map=layer_map,
                                    atol=atol, rtol=rtol, tolerances=_tolerance_file(tolerance_file), batch=batch,
-                                   seed=seed, preprocess=preprocess, memory_budget=memory_budget, progress=progress)
+                                   seed=seed, preprocess=preprocess, memory_budget=memory_budget, progress=progress,
+                                   trust_model=trust_model)
     _finish(report, html, json_path, all_rows)
 
 
@@ -175,9 +205,10 @@ def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, prep
 @click.option("--opset", type=int, help="ONNX opset (route onnx).")
 @click.option("--input-shape", help="Input shape for models that do not record it, e.g. 1,3,224,224 (route onnx from mxnet).")
 @_common
+@_safety
 @_guard
 def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, batch, seed, preprocess, atol, rtol,
-             tolerance_file, memory_budget, html, json_path, all_rows):
+             tolerance_file, memory_budget, html, json_path, all_rows, trust_model):
     """Convert MODEL from --src to --dst through --via and compare the two layer by layer."""
     import xvalidate
 
@@ -186,7 +217,7 @@ def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, b
         report = xvalidate.validate(model, src=src, dst=dst, via=via, inputs=inputs, atol=atol, rtol=rtol,
                                     tolerances=_tolerance_file(tolerance_file), keep=keep, cache=not no_cache,
                                     batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
-                                    route_options=route_options, progress=progress)
+                                    route_options=route_options, progress=progress, trust_model=trust_model)
     _finish(report, html, json_path, all_rows)
 
 
@@ -201,8 +232,9 @@ def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, b
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--html", type=click.Path(), help="Write a self-contained HTML comparison here.")
 @click.option("--json", "json_path", type=click.Path(), help="Write the JSON comparison here.")
+@_safety
 @_guard
-def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_path):
+def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_path, trust_model):
     """Validate MODEL through several conversion routes and compare them side by side."""
     import xvalidate
     from xvalidate.report.routes import render_comparison
@@ -210,7 +242,7 @@ def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_pa
     via = tuple(r.strip() for r in routes.split(",") if r.strip())
     with _Progress(sys.stderr.isatty()) as progress:
         comparison = xvalidate.compare_routes(model, src=src, dst=dst, via=via, inputs=inputs, cache=not no_cache,
-                                              batch=batch, seed=seed, progress=progress)
+                                              batch=batch, seed=seed, progress=progress, trust_model=trust_model)
     render_comparison(comparison, stdout_console())
     if json_path:
         click.echo(f"JSON report: {comparison.to_json(json_path)}")
@@ -241,8 +273,9 @@ def demo(model, via, out, all_rows):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--layers", help="Comma-separated layer names (default: every layer).")
 @click.option("--out", type=click.Path(), help="Save the outputs to this .npz file.")
+@_safety
 @_guard
-def capture(model, name, inputs, batch, seed, layers, out):
+def capture(model, name, inputs, batch, seed, layers, out, trust_model):
     """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz)."""
     import numpy as np
 
@@ -252,9 +285,11 @@ def capture(model, name, inputs, batch, seed, layers, out):
     from xvalidate.worker import get_worker
 
     source = checked_source(name, model)
+    get_worker(name).set_trust_model(trust_model)
     info = get_worker(name).input_info(source)
     x, _ = load_inputs(inputs, info.shape, info.layout, batch=batch, seed=seed, dtype=info.dtype)
-    outputs = xvalidate.run(name, source, x, [n for n in layers.split(",") if n] if layers else None)
+    outputs = xvalidate.run(name, source, x, [n for n in layers.split(",") if n] if layers else None,
+                            trust_model=trust_model)
     total = sum(a.nbytes for a in outputs.values())
     click.echo(f"{len(outputs)} layer outputs, {total / 1e6:.1f} MB, input {tuple(x.shape)}")
     if out:
@@ -265,8 +300,9 @@ def capture(model, name, inputs, batch, seed, layers, out):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
+@_safety
 @_guard
-def layers(model, name):
+def layers(model, name, trust_model):
     """List MODEL's capturable layers: name, op, kinds, output shape (names for --layer-map)."""
     from rich.table import Table
 
@@ -277,6 +313,7 @@ def layers(model, name):
     table = Table(header_style="bold")
     for column in ("#", "name", "op", "kinds", "shape", "layout"):
         table.add_column(column, overflow="fold")
+    get_worker(name).set_trust_model(trust_model)
     infos = get_worker(name).layers(source)
     for i, info in enumerate(infos):
         shape = "-" if info.shape is None else str(tuple(info.shape))

@@ -36,3 +36,11 @@ class UnsupportedLayerError(XValidateError):
 
 class ConversionError(XValidateError):
     """A conversion route failed for another reason."""
+
+
+class UntrustedModelError(XValidateError):
+    """A model file would run code it carries while loading, and the user has not said to trust it."""
+
+
+class WorkerTimeoutError(WorkerError):
+    """A framework worker did not answer within its time limit."""

@@ -356,6 +356,16 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
         return worker
 
 
+def set_timeout(seconds: float) -> None:
+    """The time limit, in seconds, of one request to a worker: for workers started from now on and live ones."""
+    global DEFAULT_TIMEOUT
+    if not seconds > 0:
+        raise errors.OptionError(f"timeout: expected a positive number of seconds, got {seconds!r}")
+    DEFAULT_TIMEOUT = float(seconds)
+    for worker in list(_workers.values()):
+        worker.timeout = DEFAULT_TIMEOUT
+
+
 def kill_workers() -> None:
     """Kill every worker at once (Ctrl-C). Takes no lock, so a signal handler may call it."""
     for worker in list(_workers.values()):

@@ -1,0 +1,111 @@
+"""Kill a batch-8 ResNet50 keras-vs-onnx validation in the middle, three ways, and count what is left.
+
+    .venv/bin/python benchmarks/kill_leaks.py [--batch 8] [--at 0.5]
+
+Scenarios: `kill -9` of the calling process, `kill -9` of a worker, SIGINT (Ctrl-C) to the
+process group. The kill comes `--at` seconds after the caller has sent the batch to its
+workers (it holds an anonymous array file open while they run it). For each: xvalidate files and bytes in
+/dev/shm and the temp directory after the kill, processes of the run still alive 3 s later,
+the exit code, how long the CLI took to exit, and the kernel's Shmem figure before and
+after (other programs on the machine move it too)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+XVALIDATE = [sys.executable, "-m", "xvalidate.cli"]
+
+
+def shm_files() -> dict[str, int]:
+    out = {}
+    for directory in ("/dev/shm", tempfile.gettempdir()):
+        for p in Path(directory).glob("xvalidate-*"):
+            if p.is_file():
+                out[str(p)] = p.stat().st_size
+    return out
+
+
+def shmem_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    return 0
+
+
+def running_the_batch(proc: psutil.Process) -> bool:
+    """True while the caller has a batch out to its workers (an anonymous array file is open)."""
+    try:
+        return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("/memfd:xvalidate")
+                   for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+    except OSError:
+        return False
+
+
+def scenario(name: str, model: Path, batch: int, at: float, env: dict) -> dict:
+    before_files, before_kb = shm_files(), shmem_kb()
+    args = XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
+                        "--batch", str(batch), "--json", str(model.parent / f"{name}.json")]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    ps = psutil.Process(proc.pid)
+    start = time.monotonic()
+    while not running_the_batch(ps) and proc.poll() is None and time.monotonic() - start < 600:
+        time.sleep(0.02)
+    time.sleep(at)
+    family = [ps] + ps.children(recursive=True)
+    peak_kb = shmem_kb()
+    t_kill = time.monotonic()
+    if name == "kill -9 caller":
+        proc.send_signal(signal.SIGKILL)
+    elif name == "kill -9 worker":
+        workers = ps.children()
+        max(workers, key=lambda k: k.memory_info().rss).send_signal(signal.SIGKILL)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(120)
+    exit_s = time.monotonic() - t_kill
+    time.sleep(3)
+    left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    new_files = {k: v for k, v in shm_files().items() if k not in before_files}
+    return {"scenario": name, "exit_code": code, "exit_seconds": round(exit_s, 2),
+            "stderr": proc.stderr.read().decode(errors="replace").strip().splitlines()[-1:],
+            "files_left": len(new_files), "bytes_left": sum(new_files.values()), "processes_left": len(left),
+            "shmem_mb": {"before": before_kb // 1024, "at_kill": peak_kb // 1024, "after": shmem_kb() // 1024},
+            "report_written": (model.parent / f"{name}.json").exists(), "killed_after_s": round(t_kill - start, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--at", type=float, default=0.2)
+    parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "xvalidate-kill-bench"))
+    opts = parser.parse_args()
+    work = Path(opts.dir)
+    work.mkdir(exist_ok=True)
+    model = work / "resnet50.h5"
+    env = dict(os.environ, XVALIDATE_CACHE_DIR=str(work / "cache"))
+    if not model.exists():
+        from xvalidate.worker import get_worker, shutdown_workers
+        get_worker("keras").call("xvalidate.models.keras_zoo:save", "ResNet50", str(model))
+        shutdown_workers()
+    # a first full run converts and caches; the kills then hit the comparison itself
+    warm = subprocess.run(XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
+                                       "--batch", "1"], env=env, capture_output=True, text=True)
+    print("warm-up run exit", warm.returncode, warm.stderr.strip().splitlines()[-1:])
+    results = [scenario(name, model, opts.batch, opts.at, env)
+               for name in ("kill -9 caller", "kill -9 worker", "SIGINT")]
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
