@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench coverage clean
+.PHONY: demo test test-all bench coverage mutation clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(STAMP)
 
 coverage: $(STAMP)  # slow (about an hour): one model at a time, into docs/coverage.md and docs/coverage.json
 	XVALIDATE_WORKER_TIMEOUT=900 $(BIN)/python benchmarks/coverage.py
+
+mutation: $(STAMP)  # not part of CI: mutmut over core, cache, worker, report, cli with the fast tests (docs/testing.md)
+	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,mutation]"
+	$(BIN)/python tools/mutation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

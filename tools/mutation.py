@@ -1,0 +1,96 @@
+"""`make mutation`: mutmut 3 over the core, cache, worker, report and CLI, against the fast tests.
+
+It runs in a scratch copy of the work tree (MUTATION_DIR, default /tmp/xvalidate-mutation), so
+the tree itself gets no `mutants/` folder and edits made meanwhile do not disturb the run; the
+copy is kept, so a second run re-tests only what changed. Prints the kill rate per module and
+writes the surviving mutants' diffs to survivors.txt there (`mutmut show NAME` in that folder).
+
+    python tools/mutation.py                       every module
+    python tools/mutation.py "xvalidate.core.metrics*" "xvalidate.cli*"   some mutants only
+    MUTATION_JOBS=2 python tools/mutation.py       more processes (default 1)
+"""
+from __future__ import annotations
+
+import collections
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+MODULES = ["xvalidate/core/*", "xvalidate/cache.py", "xvalidate/worker.py", "xvalidate/report/*", "xvalidate/cli.py"]
+# tests that load no framework (numpy, the toy adapter and toy routes only): seconds, not minutes
+FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
+              "test_diagnose*.py", "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
+              "test_worker.py"]
+DETECTED = ("killed", "timeout", "segfault")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def copy_tree(scratch: Path) -> None:
+    """Mirror the tracked and untracked-but-not-ignored files into `scratch`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        src, dst = REPO / name, scratch / name
+        if src.is_file() and not (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def configure(scratch: Path) -> None:
+    """Append the [tool.mutmut] settings to the copy's pyproject.toml."""
+    tests = sorted({str(p.relative_to(scratch)) for g in FAST_TESTS for p in (scratch / "tests").glob(g)})
+    quoted = lambda items: "[" + ", ".join(f'"{i}"' for i in items) + "]"  # noqa: E731
+    text = (REPO / "pyproject.toml").read_text()
+    text += ("\n[tool.mutmut]\n"
+             'source_paths = ["xvalidate"]\n'
+             f"only_mutate = {quoted(MODULES)}\n"
+             f"pytest_add_cli_args_test_selection = {quoted(tests)}\n"
+             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q"]\n')
+    (scratch / "pyproject.toml").write_text(text)
+
+
+def scores(scratch: Path) -> dict[str, collections.Counter]:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=scratch,
+                         capture_output=True, text=True).stdout
+    per_module: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in out.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            per_module[re.split(r"\.x[_\u01c1]", name)[0]][status] += 1
+    return per_module
+
+
+def main(patterns: list[str]) -> int:
+    scratch = Path(os.environ.get("MUTATION_DIR", "/tmp/xvalidate-mutation"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy_tree(scratch)
+    configure(scratch)
+    jobs = os.environ.get("MUTATION_JOBS", "1")
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs, *patterns], cwd=scratch)
+    table = scores(scratch)
+    survivors = []
+    print(f"\n{'module':32} {'killed':>7} {'total':>6} {'score':>7}  other")
+    for module, counts in sorted(table.items()):
+        total = sum(counts.values())
+        killed = sum(counts[s] for s in DETECTED)
+        other = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()) if s not in DETECTED)
+        print(f"{module:32} {killed:7d} {total:6d} {killed / total:7.1%}  {other}")
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=scratch, capture_output=True,
+                             text=True).stdout
+    for name in (line.strip().rpartition(": ")[0] for line in listing.splitlines()):
+        if name:
+            shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, capture_output=True,
+                                   text=True).stdout
+            survivors.append(f"# {name}\n{shown}")
+    (scratch / "survivors.txt").write_text("\n".join(survivors))
+    print(f"\n{len(survivors)} surviving mutants: {scratch / 'survivors.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
