@@ -107,18 +107,62 @@ def _load_graph(onnx_path: str):
 
 def _keras_hints(graph, layer_names: set[str]) -> Hints:
     chosen: dict[str, tuple[str, str]] = {}  # layer -> (tensor, how); later tensors replace earlier ones
+    constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    owner: dict[str, str] = {}  # tensor -> the layer whose computation it is part of
+    moved: dict[str, str] = {}  # output of a layout Transpose -> its input (the same values)
     for inp in graph.input:
         if inp.name in layer_names:
             chosen[inp.name] = (inp.name, "name")
     for node in graph.node:
         if _is_layout_transpose(node):
+            moved.update((tensor, node.input[0]) for tensor in node.output)
             continue
         node_layer = layer_in_name(node.name, layer_names) if node.name else None
         for tensor in node.output:
-            layer = layer_in_name(tensor, layer_names)
+            layer = layer_in_name(tensor, layer_names) or _inherited_layer(node, owner, constants, moved)
             if layer is not None:
+                owner[tensor] = layer
                 chosen[layer] = (tensor, "fused" if node_layer not in (None, layer) else "name")
+    _prefer_leaving_tensors(graph, owner, chosen, moved)
     return {tensor: (layer, how) for layer, (tensor, how) in chosen.items()}
+
+
+def _prefer_leaving_tensors(graph, owner: Mapping[str, str], chosen: dict[str, tuple[str, str]],
+                           moved: Mapping[str, str]) -> None:
+    """A layer whose ops tf2onnx rewrote into unnamed nodes (see `_inherited_layer`) owns tensors after
+    its real output in the graph's order: take the last one that leaves the layer (read by another
+    layer's node, or a graph output), when the chosen tensor does not."""
+    leaving = {o.name for o in graph.output}
+    for node in graph.node:
+        readers = {owner.get(o) for o in node.output if o} - {None}
+        for tensor in map(lambda t: _unmoved(t, moved), node.input):
+            if tensor in owner and readers and owner[tensor] not in readers:
+                leaving.add(tensor)
+    last: dict[str, str] = {}
+    for node in graph.node:
+        for tensor in node.output:
+            if tensor in leaving and tensor in owner:
+                last[owner[tensor]] = tensor
+    for layer, (tensor, how) in list(chosen.items()):
+        if tensor not in leaving and layer in last:
+            chosen[layer] = (last[layer], how)
+
+
+def _unmoved(tensor: str, moved: Mapping[str, str]) -> str:
+    """The tensor before any layout Transposes."""
+    while tensor in moved:
+        tensor = moved[tensor]
+    return tensor
+
+
+def _inherited_layer(node, owner: Mapping[str, str], constants: set[str], moved: Mapping[str, str]) -> str | None:
+    """The layer of a node tf2onnx inserted (`Gemm__310`, no layer in its name) when its data inputs
+    that belong to a layer all belong to that one: its rewrite of that layer's ops (an attention layer's Einsums
+    become MatMul, Reshape and Squeeze nodes, so the layer's output has no name of its own)."""
+    if not _INSERTED.search(node.name or "") or layer_in_name(node.name, ()) is not None:
+        return None
+    layers = {owner.get(_unmoved(i, moved)) for i in node.input if i and i not in constants} - {None}
+    return next(iter(layers)) if len(layers) == 1 else None
 
 
 def _is_layout_transpose(node) -> bool:
