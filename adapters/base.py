@@ -134,6 +134,13 @@ class Adapter:
         """True when `obj` is an in-memory model of this framework (checked without importing it)."""
         return False
 
+    def kernel(self, model: Any, name: str) -> np.ndarray | None:
+        """The convolution kernel behind captured tensor `name` as (out channels, in channels per
+        group, *spatial), looking through the BatchNorm and activation after it, or None (no
+        convolution there, or the adapter cannot tell). The diagnosis compares kernels across
+        sides to tell a transposed or flipped kernel from other weight faults."""
+        return None
+
     def release(self, model: Any) -> None:
         """Drop whatever the adapter keeps for `model` (capture graphs, sessions): the worker is done with it."""
 

@@ -174,6 +174,20 @@ class KerasAdapter(Adapter):
     def layers(self, model: Any) -> list[LayerInfo]:
         return [_layer_info(entry) for entry in self._graph(model).entries]
 
+    def kernel(self, model: Any, name: str) -> np.ndarray | None:
+        entries = {e.name: e for e in self._graph(model).entries}
+        entry = entries.get(name)
+        for _ in range(3):  # the layer, or a convolution behind its BatchNorm / activation
+            if entry is None:
+                return None
+            found = _conv_kernel(entry.layer)
+            if found is not None:
+                return found
+            if type(entry.layer).__name__ not in _LOOKED_THROUGH or len(entry.inputs) != 1:
+                return None
+            entry = entries.get(entry.inputs[0])
+        return None
+
     def input_info(self, model: Any) -> InputInfo:
         return self.inputs_info(model)[0]
 
@@ -220,6 +234,23 @@ def _value_ranges(model: Any) -> dict[int, tuple[int, int]]:
                 if id(tensor) in inputs:
                     ranges[id(tensor)] = (0, int(layer.input_dim))
     return ranges
+
+
+_LOOKED_THROUGH = {"BatchNormalization", "Activation", "ReLU"}
+
+
+def _conv_kernel(layer: Any) -> np.ndarray | None:
+    """A Conv/DepthwiseConv layer's kernel as (out, in per group, *spatial); None for other layers."""
+    op = type(layer).__name__
+    if op in ("Conv1D", "Conv2D", "Conv3D"):
+        w = layer.kernel.numpy()  # (*spatial, in, out)
+        n = w.ndim
+        return np.ascontiguousarray(w.transpose(n - 1, n - 2, *range(n - 2)))
+    if op == "DepthwiseConv2D":
+        w = layer.depthwise_kernel.numpy()  # (kh, kw, in, multiplier): output channel = in * multiplier + m
+        kh, kw, c, m = w.shape
+        return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
+    return None
 
 
 def _check_built(model: Any, where: str) -> None:

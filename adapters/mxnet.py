@@ -175,6 +175,21 @@ class MXNetAdapter(Adapter):
                                    attrs=_small(attrs)))
         return infos
 
+    def kernel(self, model: MXNetModel, name: str) -> np.ndarray | None:
+        graph = _graph(model.symbol)
+        op = next((o for o in graph.ops if o.name == name), None)
+        node = None if op is None else op.node
+        for _ in range(3):  # the Convolution itself, or the one behind a BatchNorm / activation
+            if node is None:
+                return None
+            if node["op"] == "Convolution":
+                weight = graph.nodes[node["inputs"][1][0]]["name"]
+                return model.arg_params[weight].asnumpy() if weight in model.arg_params else None
+            if node["op"] not in ("BatchNorm", "Activation", "relu", "clip", "sigmoid", "LeakyReLU"):
+                return None
+            node = graph.nodes[node["inputs"][0][0]]
+        return None
+
     def input_info(self, model: MXNetModel) -> InputInfo:
         shape = model.input_shape or (None, None, None, None)
         layout = model.input_layout

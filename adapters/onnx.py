@@ -114,6 +114,23 @@ class OnnxAdapter(Adapter):
                 producer[out] = out
         return infos
 
+    def kernel(self, model: OnnxModel, name: str) -> np.ndarray | None:
+        from onnx import numpy_helper
+
+        nodes = {out: node for node in model.proto.graph.node for out in node.output}
+        weights = {init.name: init for init in model.proto.graph.initializer}
+        node = nodes.get(name)
+        for _ in range(4):  # the Conv itself, or the one behind a BatchNorm / activation / bias Add
+            if node is None:
+                return None
+            if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1 and node.input[1] in weights:
+                return numpy_helper.to_array(weights[node.input[1]])
+            data = [i for i in node.input if i and i not in weights]
+            if node.op_type not in _LOOKED_THROUGH or len(data) != 1:
+                return None
+            node = nodes.get(data[0])
+        return None
+
     def input_info(self, model: OnnxModel) -> InputInfo:
         return self.inputs_info(model)[0]
 
@@ -148,6 +165,9 @@ class OnnxAdapter(Adapter):
             raise InputShapeError(f"{model.source}: onnxruntime could not run on input {shapes} "
                                   f"({_first_line(exc)})") from None
         return dict(zip(chosen, outputs))
+
+
+_LOOKED_THROUGH = {"BatchNormalization", "Relu", "Clip", "Sigmoid", "LeakyRelu", "Add", "HardSwish", "Identity"}
 
 
 def _output_names(model: OnnxModel) -> list[str]:

@@ -44,7 +44,8 @@ def run(name: str, source: Any, x: np.ndarray | Mapping[str, np.ndarray],
 def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxnet", inputs: Any = None,
             layer_map: Mapping[str, str] | str | None = None, atol: float | None = None, rtol: float | None = None,
             tolerances: Mapping[str, Any] | None = None, *, batch: int = 1, seed: int = 0, preprocess: str = "unit",
-            memory_budget: int | None = None, progress: Progress | None = None, trust_model: bool = False) -> Report:
+            memory_budget: int | None = None, progress: Progress | None = None, trust_model: bool = False,
+            hints: Mapping[str, tuple[str, str]] | None = None) -> Report:
     """Compare two models the user already has, layer by layer, on the same input.
 
     inputs: None (seeded random data that fits each source input, `batch` samples), an array,
@@ -52,13 +53,15 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     Always in the SOURCE model's layout; the destination gets them in its own layout, its
     inputs paired with the source's by name, then by position. layer_map: {src layer: dst layer} or a JSON file of one.
     atol/rtol: global tolerances; tolerances: per-layer ones ({name or pattern: atol or
-    {"atol":, "rtol":}, "default": ...})."""
+    {"atol":, "rtol":}, "default": ...}). hints: a conversion's name correspondence
+    ({dst tensor: (src layer, "name" | "fused")}, `Conversion.hints`), to compare a converted model
+    that was edited afterwards the way `validate` compares it."""
     tol = Tolerances(atol, rtol, tolerances)
     mapping = _layer_map(layer_map)
     _budget(memory_budget)
     _trust(trust_model, src, dst)
     with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
-        return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, batch=batch, seed=seed,
+        return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, hints=hints, batch=batch, seed=seed,
                               preprocess=preprocess, memory_budget=memory_budget, progress=progress,
                               names=(_describe(src_model), _describe(dst_model)))
 
@@ -170,7 +173,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                 alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
                                   src_shapes={k: v.shape for k, v in src_out.items()},
                                   dst_shapes={k: v.shape for k, v in dst_out.items()})
-                differ = Differ(src_layers, dst_layers, alignment, tol.for_layer)
+                differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
+                                kernels=_kernel_pairs(src_worker, src_path, dst_worker, dst_path))
             differ.add(src_out, dst_out)
             diff_s += time.perf_counter() - t1
             if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
@@ -204,6 +208,19 @@ def _trust(trust_model: bool, *adapters: str) -> None:
     (a Keras Lambda layer): off unless the caller trusts the files (docs/security.md)."""
     for name in dict.fromkeys(adapters):
         get_worker(name).set_trust_model(bool(trust_model))
+
+
+def _kernel_pairs(src_worker, src_path: str, dst_worker, dst_path: str):
+    """(source layer, destination tensor) -> both sides' convolution kernels, or None (see Adapter.kernel)."""
+    from xvalidate.errors import XValidateError
+
+    def kernels(src_name: str, dst_name: str):
+        try:
+            pair = src_worker.kernel(src_path, src_name), dst_worker.kernel(dst_path, dst_name)
+        except XValidateError:  # a nicety of the diagnosis: never a reason to fail the comparison
+            return None
+        return None if pair[0] is None or pair[1] is None else pair
+    return kernels
 
 
 def _budget(memory_budget: float | None) -> int:

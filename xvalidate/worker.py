@@ -22,6 +22,7 @@ import atexit
 import importlib
 import mmap
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -201,8 +202,10 @@ class Worker:
         try:
             index, out_fds = self._request("run", str(source), x_file.index,
                                            None if layers is None else list(layers), reuse is not None, fds=fds)
+        except errors.WorkerTimeoutError:
+            raise
         except errors.WorkerError as exc:
-            if self.process.poll() == -signal.SIGKILL:
+            if self.process.poll() == -signal.SIGKILL and self.phase.startswith("running a chunk"):
                 raise errors.WorkerError(
                     f"{self.adapter} worker killed by SIGKILL while running a chunk of {_samples(x)} samples, most likely "
                     f"out of memory; lower --memory-budget (memory_budget=) to run smaller chunks") from exc
@@ -220,6 +223,10 @@ class Worker:
     def _release(self, buffer: _Buffer) -> None:
         if buffer in self._buffers:
             self._free_buffers.append(buffer)
+
+    def kernel(self, source: str, name: str) -> np.ndarray | None:
+        """The adapter's `kernel(model, name)` for the model at `source` (see Adapter.kernel)."""
+        return self._request("kernel", str(source), name)
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
         """Run `package.module:function(*args, **kwargs)` inside the worker and return its (picklable) result."""
@@ -282,7 +289,7 @@ class Worker:
                 if time.monotonic() > deadline:
                     self.kill()
                     self.process.wait()
-                    raise errors.WorkerError(
+                    raise errors.WorkerTimeoutError(
                         f"{self.adapter} worker: no answer within {self.timeout:g} s while {self.phase}; stopped it "
                         f"(raise the limit with --timeout or XVALIDATE_WORKER_TIMEOUT)")
             try:
@@ -423,6 +430,9 @@ class _Server:
     def input_info(self, source: str) -> dict:
         return self.adapter.input_info(self.model(source)).to_dict()
 
+    def kernel(self, source: str, name: str) -> Any:
+        return self.adapter.kernel(self.model(source), name)
+
     def inputs_info(self, source: str) -> list[dict]:
         return [info.to_dict() for info in self.adapter.inputs_info(self.model(source))]
 
@@ -480,7 +490,14 @@ def _serve(fd: int, adapter_name: str, parent_pid: int) -> None:
             for received in fds:  # the reused output file, if any, goes back with the answer first
                 if received not in out_fds:
                     os.close(received)
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an answer that cannot travel
+            conn.send(("err", {"type": "WorkerError", "message": f"{op}: the result cannot be sent back ({exc})",
+                               "traceback": traceback.format_exc()}, 0))
+            for out_fd in out_fds:
+                os.close(out_fd)
+            out_fds = []
         if out_fds:
             _send_fds(conn, out_fds)
             for out_fd in out_fds:

@@ -13,6 +13,7 @@ sentence when it holds; the first that holds is the cause (in this order):
   flatten order    the Dense's input agreed only after reordering a Flatten (NCHW vs NHWC)
   layout           dst equals src under another axis order
   channel order    each output channel equals another source channel
+  kernel           the two sides' kernels differ by a spatial transpose or a 180-degree flip
   flatten order    the values agree as a multiset but not in place
   batchnorm        dst is a per-channel scale and shift of src
 then, when none holds:
@@ -31,17 +32,19 @@ from xvalidate.core.causes.padding import shape_cause
 
 
 def diagnose(row, src: np.ndarray | None, dst_raw: np.ndarray | None, dst: np.ndarray | None,
-             src_info=None, dst_info=None, rows_by_src: Mapping | None = None) -> str:
+             src_info=None, dst_info=None, rows_by_src: Mapping | None = None,
+             kernels: tuple[np.ndarray, np.ndarray] | None = None) -> str:
     """One sentence naming the likely cause of `row`'s divergence.
 
     src: the source tensor; dst_raw: the destination tensor as captured; dst: it in the
-    source's layout (None when the shapes cannot agree)."""
+    source's layout (None when the shapes cannot agree); kernels: the two sides' convolution
+    kernels behind the pair (Adapter.kernel), when known."""
     rows_by_src = rows_by_src or {}
     if src is None or dst_raw is None:
         return "no destination tensor to compare with"
     if dst is None:
         return shape_cause(src, dst_raw, src_info, dst_info)
-    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src)
+    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels)
     for check in CHECKS:
         cause = check(ev)
         if cause:

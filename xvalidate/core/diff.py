@@ -23,7 +23,7 @@ from xvalidate.core.align import Alignment
 from xvalidate.core.diagnose import diagnose
 from xvalidate.core.metrics import MetricAccumulator
 from xvalidate.core.report import METRIC_NAMES, LayerResult
-from xvalidate.core.roots import is_root, upstream, upstream_blame
+from xvalidate.core.roots import is_root, tensors_above, upstream, upstream_blame
 from xvalidate.core.tolerances import passes
 
 
@@ -31,16 +31,20 @@ class Differ:
     """Accumulates the comparison of every aligned pair over chunks of the batch."""
 
     def __init__(self, src_layers: Sequence, dst_layers: Sequence, alignment: Alignment,
-                 tolerance_for: Callable[[str], tuple[float, float]], max_roots: int = 32):
+                 tolerance_for: Callable[[str], tuple[float, float]], max_roots: int = 32,
+                 kernels: Callable[[str, str], tuple[np.ndarray, np.ndarray] | None] | None = None):
         self.src_info = {info.name: info for info in src_layers}
         self.dst_info = {info.name: info for info in dst_layers}
         self.src_order = {info.name: i for i, info in enumerate(src_layers)}
         self.alignment = alignment
         self.pairs = [p for p in alignment.pairs if p.dst is not None]
         paired = {p.src: p for p in self.pairs}
+        self._partners = {p.src: p.dst for p in self.pairs}
+        self._partner_tensors = set(self._partners.values())
         self.upstream = {name: upstream(name, self.src_info, paired) for name in paired}
         self.tolerance_for = tolerance_for
         self.max_roots = max_roots
+        self.kernels = kernels  # (source layer, destination tensor) -> both sides' kernels, for diagnosis
         self._transform: dict[str, str | None] = {}
         self._producer_shape: dict[str, tuple | None] = {}
         self._shape_error: dict[str, str] = {}
@@ -72,17 +76,17 @@ class Differ:
                 self._kept[pair.src] = self._keep(pair, src_out, dst_out)
 
     def _keep(self, pair, src_out, dst_out) -> dict:
-        """Copies of what diagnosing `pair` may look at: its tensors, the unpaired source layers above
-        it with the candidates they refused, and the inputs of its destination partner."""
-        path = self.upstream[pair.src].path
-        info = self.dst_info.get(pair.dst)
-        dst_inputs = [n for n in (info.inputs if info is not None else []) if n in dst_out]
-        refused = [self.alignment.rejected[n] for n in path if n in self.alignment.rejected]
-        src_names = [pair.src, *path]
-        dst_names = [pair.dst, *dst_inputs, *refused]
+        """Copies of what diagnosing `pair` may look at: its tensors, the source layers above it up to
+        its nearest paired producers, the candidates refused on the way, and the destination
+        tensors above its partner (up to the partners of paired layers)."""
+        ups = self.upstream[pair.src]
+        above = [n for n in tensors_above(pair.dst, self.dst_info, self._partner_tensors) if n in dst_out]
+        refused = [self.alignment.rejected[n] for n in ups.path if n in self.alignment.rejected]
+        src_names = [pair.src, *ups.path, *ups.producers]
+        dst_names = [pair.dst, *above, *refused]
         return {"src": {n: np.array(src_out[n]) for n in src_names if n in src_out},
                 "dst": {n: np.array(dst_out[n]) for n in dst_names if n in dst_out},
-                "dst_inputs": dst_inputs}
+                "dst_above": above, "partners": {p: self._partners[p] for p in ups.producers}}
 
     def _setup(self, src_out, dst_out) -> None:
         for pair in self.pairs:
@@ -157,7 +161,9 @@ class Differ:
         src, raw = kept["src"][row.src], kept["dst"][row.dst]
         moved = None if row.src in self._shape_error else layout.apply(row.transform, raw,
                                                                        self._producer_shape[row.src])
-        row.cause = diagnose(row, src, raw, moved, self.src_info[row.src], self.dst_info.get(row.dst), rows_by_src)
+        kernels = self.kernels(row.src, row.dst) if self.kernels is not None else None
+        row.cause = diagnose(row, src, raw, moved, self.src_info[row.src], self.dst_info.get(row.dst), rows_by_src,
+                             kernels)
         return row
 
 

@@ -3,6 +3,7 @@
 A transform is named by a string stored in the report:
   None                    same layout
   "NCHW->NHWC", "NHWC->NCHW", "NCW->NWC", "NWC->NCW"
+  "TNC->NTC"              a time-major sequence (ONNX RNN outputs once squeezed) to batch-major
   "flatten:NCHW->NHWC"    a Flatten of an NCHW tensor, reordered to the element order
                           a Flatten of the NHWC tensor has (and the reverse)
   "reshape:2048"          the same values with size-1 axes added or dropped, e.g. a global
@@ -19,6 +20,7 @@ _PERMS = {
     "NHWC->NCHW": (0, 3, 1, 2),
     "NCW->NWC": (0, 2, 1),
     "NWC->NCW": (0, 2, 1),
+    "TNC->NTC": (1, 0, 2),
 }
 
 

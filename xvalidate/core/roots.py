@@ -14,7 +14,8 @@ import numpy as np
 from xvalidate.core import layout
 from xvalidate.core.align import ACTIVATIONS, finding_shapes
 from xvalidate.core.causes import activation
-from xvalidate.core.causes.evidence import close, describe
+from xvalidate.core.causes import layout as layout_cause
+from xvalidate.core.causes.evidence import Evidence, close, describe
 from xvalidate.core.causes.padding import shape_cause
 from xvalidate.core.report import METRIC_NAMES, LayerResult
 
@@ -60,12 +61,15 @@ def unpaired_row(name: str, index: int, info, cause: str, note: str, dst: str | 
 
 def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Mapping, order: Mapping,
                    rejected: Mapping[str, str], reasons: Mapping[str, str]) -> LayerResult | None:
-    """A root on an unpaired layer upstream of failing `row`, when the tensors show the fault is there:
-    - a layer whose structural candidate was refused for a shape that reads as a finding (padding);
-    - a layer the destination lacks: the destination input of `row`'s partner equals the source
-      value before that layer's activation.
+    """Where the tensors put the blame for failing root `row`, when it is not `row`'s own computation:
+    - an unpaired layer above whose structural candidate was refused for a shape that reads as a
+      finding (padding): a new root there;
+    - an unpaired activation layer above that the destination lacks (a destination tensor feeding
+      `row`'s partner equals the source value before that activation): a new root there;
+    - an activation the destination adds between a paired producer and `row`: `row` itself, with
+      that cause.
     `kept`: tensors of the chunk where `row` was a root: "src" {layer: array}, "dst" {tensor: array},
-    "dst_inputs" [names of the inputs of row's partner]."""
+    "dst_above" [destination tensors above row's partner, nearest first], "partners" {src: dst}."""
     src_t, dst_t = kept.get("src", {}), kept.get("dst", {})
     for name in reversed(ups.path):  # the earliest first
         candidate = rejected.get(name)
@@ -73,21 +77,69 @@ def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Map
             cause = shape_cause(src_t[name], dst_t[candidate], src_info.get(name), None)
             return unpaired_row(name, order[name], src_info.get(name), cause, reasons.get(name, ""), candidate,
                                 tuple(src_t[name].shape), tuple(dst_t[candidate].shape))
+    above = [dst_t[n] for n in kept.get("dst_above", []) if n in dst_t]
     for name in ups.path:  # nearest first
         info = src_info.get(name)
         if info is None or name not in src_t or info.kinds[-1] not in ACTIVATIONS:
             continue
-        for dst_name in kept.get("dst_inputs", []):
-            moved = _in_source_layout(src_t[name], dst_t.get(dst_name))
+        for tensor in above:
+            moved = _in_source_layout(src_t[name], tensor)
             if moved is None or close(src_t[name], moved):
                 continue
             lacking = activation.missing(moved, src_t[name])
             if lacking:
-                cause = (f"activation: the destination lacks {describe(info)}: the input of {row.dst!r} equals the "
-                         f"value before its {lacking}; add the {lacking} in the destination")
+                cause = (f"activation: the destination lacks {describe(info)}: {row.src!r} receives the value "
+                         f"before its {lacking}; add the {lacking} in the destination")
                 return unpaired_row(name, order[name], info, cause,
                                     f"no destination partner; {row.src!r} receives its input without it")
+    if any(src_info[n].kinds[-1] in ACTIVATIONS for n in ups.path if n in src_info):
+        return None  # an activation between the two sides' producers: the edge checks would misread it
+    partners = kept.get("partners", {})
+    for producer in ups.producers:
+        if producer not in src_t:
+            continue
+        for name in kept.get("dst_above", []):
+            if name == partners.get(producer) or name not in dst_t:
+                continue
+            cause = _edge_cause(src_t[producer], dst_t[name], src_info.get(producer), src_info.get(row.src), name)
+            if cause:
+                row.cause = cause
+                return row
     return None
+
+
+def _edge_cause(src: np.ndarray, dst: np.ndarray, producer, consumer, tensor: str) -> str | None:
+    """What the destination did to the (correct) value of `producer` on its way to `consumer`:
+    an extra activation, or an axis order changed."""
+    moved = _in_source_layout(src, dst)
+    if moved is None:
+        return None
+    extra = activation.missing(src, moved)
+    if extra:
+        return (f"activation: the destination applies an extra {extra} to the output of {describe(producer)} before "
+                f"{describe(consumer)} (tensor {tensor!r} equals {extra} of the source value): remove it")
+    if not close(src, moved) and layout_cause.axes(Evidence(src.astype(np.float64), moved, dst, producer)):
+        return (f"layout: the destination feeds {describe(consumer)} with the output of {describe(producer)} in "
+                f"another axis order (tensor {tensor!r}): remove or fix that transpose")
+    return None
+
+
+def tensors_above(dst: str, dst_info: Mapping, stop: set[str], depth: int = 4) -> list[str]:
+    """Destination tensors feeding `dst`, nearest first, up to `depth` steps and not beyond the
+    tensors in `stop` (the partners of paired source layers), which are included."""
+    out: list[str] = []
+    frontier = [dst]
+    for _ in range(depth):
+        nxt = []
+        for name in frontier:
+            info = dst_info.get(name)
+            for producer in [] if info is None else info.inputs:
+                if producer not in out and producer != dst:
+                    out.append(producer)
+                    if producer not in stop:
+                        nxt.append(producer)
+        frontier = nxt
+    return out
 
 
 def _in_source_layout(src: np.ndarray, dst: np.ndarray | None) -> np.ndarray | None:

@@ -4,7 +4,7 @@ Every module exposes `check(ev: Evidence) -> str | None`: a sentence naming the 
 hypothesis holds, else None. `CHECKS` is the order they are tried in (the first that holds is
 the cause); a new check is a new module added to that list.
 """
-from xvalidate.core.causes import activation, channels, flatten, layout, padding, pooling, scale, values
+from xvalidate.core.causes import activation, channels, flatten, kernel, layout, padding, pooling, scale, values
 from xvalidate.core.causes.evidence import Evidence
 
 CHECKS = (
@@ -17,6 +17,7 @@ CHECKS = (
     flatten.check,
     layout.axes,
     channels.check,
+    kernel.check,
     layout.multiset,
     scale.check,
 )

@@ -15,7 +15,8 @@ class Evidence:
 
     src:      the source tensor (float64); dst: the destination tensor in the source's layout
               (float64, None when no layout makes the shapes agree); dst_raw: as captured.
-    src_info, dst_info: the LayerInfo of each side (may be None); rows: {source layer: LayerResult}."""
+    src_info, dst_info: the LayerInfo of each side (may be None); rows: {source layer: LayerResult};
+    kernels: (source, destination) convolution kernels behind the pair, when both sides have one."""
 
     src: np.ndarray
     dst: np.ndarray | None
@@ -23,6 +24,7 @@ class Evidence:
     src_info: Any = None
     dst_info: Any = None
     rows: Mapping[str, Any] = field(default_factory=dict)
+    kernels: tuple[np.ndarray, np.ndarray] | None = None  # the (source, destination) convolution kernels
 
     @property
     def kinds(self) -> list[str]:
