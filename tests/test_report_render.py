@@ -1,15 +1,17 @@
 import io
 import json
+import math
 
+import numpy as np
 import pytest
 from rich.console import Console
 
 from xvalidate.core.comparison import RouteComparison
 from xvalidate.core.report import METRIC_NAMES, LayerResult, Report
 from xvalidate.errors import OptionError
-from xvalidate.report.json import report_from_dict
+from xvalidate.report.json import report_from_dict, report_to_dict
 from xvalidate.report.routes import render_comparison
-from xvalidate.report.text import render
+from xvalidate.report.text import fmt, render, summary_text
 
 
 def metrics(max_abs, mismatched=0):
@@ -71,3 +73,110 @@ def test_route_comparison_renders_errors_beside_reports(tmp_path):
     assert html.count("<svg") >= 2
     data = json.loads(open(comparison.to_json(str(tmp_path / "c.json"))).read())
     assert data["errors"]["mmdnn"].startswith("block") and data["summary"][1]["status"] == "fail"
+
+
+# ---------------------------------------------------------------- values, summary, JSON, route comparisons
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "-"), (True, "True"), (7, "7"), (0.0, "0"), (float("nan"), "nan"), (float("inf"), "inf"),
+    (float("-inf"), "-inf"), (0.5, "0.5"), (1e-3, "0.001"), (9999.0, "9999"), (1e4, "1.00e+4"),
+    (2.3e-10, "2.30e-10"), (-0.25, "-0.25"), (-2e-5, "-2.00e-5"), (123456.0, "1.23e+5"), ("x", "x"),
+])
+def test_fmt(value, text):
+    assert fmt(value) == text
+
+
+def rows_of(errors, passed):
+    return [LayerResult(i, f"l{i}", f"d{i}", "name", metrics=metrics(e, 0 if ok else 2), passed=ok)
+            for i, (e, ok) in enumerate(zip(errors, passed))]
+
+
+def test_summary_lines():
+    rows = rows_of([1e-7, 0.5, 0.25, 1e-6], [True, False, False, True])
+    rows[1].cause, rows[2].cause = "weights: w", "padding: p"
+    report = Report("keras", "mxnet", "a.h5", "b.json", rows, unmatched={"src": ["s1", "s2"], "dst": ["d9"]},
+                    via="onnx", passed=False, first_divergence=rows[1], roots=[rows[1], rows[2]],
+                    timings={"convert": 1.5, "src_run": 0.25})
+    lines = summary_text(report).splitlines()
+    assert lines[0] == "FAIL: keras -> mxnet via onnx (a.h5 vs b.json)"
+    assert lines[1] == "layers paired: 4 of 6 source layers; 2 outside tolerance; unmatched: 2 source, 1 destination"
+    assert lines[2] == "first divergence: l1 -> d1 (max_abs 0.5, mismatched 2 / 10)"
+    assert lines[3] == "likely cause: weights: w"
+    assert lines[4].startswith("other roots of divergence (1;") and lines[5] == "  l2 -> d2: padding: p"
+    assert lines[6] == "largest error: l1 max_abs 0.5"
+    assert lines[7] == "final layer l3: max_abs 1.00e-6, diff_var 0"
+    assert lines[8] == "time: convert 1.50 s, src_run 0.25 s"
+
+
+def test_summary_without_pairs_and_with_a_shape_note():
+    empty = Report("toy", "toy", "a", "b", [], unmatched={"src": ["x"], "dst": []}, passed=False)
+    text = summary_text(empty)
+    assert "layers paired: 0 of 1 source layers" in text and "give a layer_map (--layer-map)" in text
+    assert "final layer" not in text and "largest error" not in text
+    row = LayerResult(0, "c", "d", "name", metrics={n: None for n in METRIC_NAMES}, passed=False,
+                      note="shapes cannot agree: source (1, 3), destination (1, 4)", cause="shape: s")
+    report = Report("a", "b", "m", "n", [row], passed=False, first_divergence=row, roots=[row])
+    lines = summary_text(report).splitlines()
+    assert lines[0].startswith("FAIL: a -> b (m vs n)")
+    assert lines[2] == "first divergence: c -> d (shapes cannot agree: source (1, 3), destination (1, 4))"
+    assert "other roots" not in summary_text(report) and "largest error" not in summary_text(report)
+
+
+def test_worst_rows_first_and_uncomparable_rows_ahead():
+    rows = rows_of([0.1, 0.3, 0.2], [True] * 3)
+    rows.append(LayerResult(3, "broken", "d", "name", metrics={"max_abs": None}, passed=False))
+    report = Report("a", "b", "m", "n", rows)
+    assert [r.src for r in report.worst(3)] == ["broken", "l1", "l2"] and len(report.worst()) == 4
+    assert bool(report) and not Report("a", "b", "m", "n", rows, passed=False)
+
+
+def test_table_shows_worst_rows_or_all_and_truncates_unmatched():
+    rows = rows_of([10.0 ** -k for k in range(20)], [True] * 20)
+    report = Report("a", "b", "m", "n", rows, unmatched={"src": [f"u{i}" for i in range(14)], "dst": []},
+                    unmatched_reasons={"u0": "no destination tensor of shape (1, 3)"})
+    out = io.StringIO()
+    render(report, Console(file=out, width=200), top=3)
+    text = out.getvalue()
+    assert "worst 3 of 20 layers" in text and " l2 " in text and " l3 " not in text
+    assert "unmatched source layers (14): u0, u1" in text and "u11 ... (+2)" in text and "u12" not in text
+    assert "not paired: u0: no destination tensor of shape (1, 3)" in text
+    out = io.StringIO()
+    render(report, Console(file=out, width=200), all_rows=True)
+    assert "all layers" in out.getvalue() and " l19 " in out.getvalue()
+
+
+def test_json_encodes_numpy_and_non_finite_values_and_keeps_roots():
+    report = make_report()
+    report.roots = [report.layers[1]]
+    report.layers[0].metrics.update(max_abs=np.float32(0.5), mismatched=np.int64(3), cosine=float("nan"),
+                                    snr_db=float("-inf"))
+    report.layers[0].src_shape = (1, 3)
+    report.meta = {"versions": {"numpy": "1.23.5"}, "shape": (2, 2)}
+    data = json.loads(json.dumps(report_to_dict(report)))  # plain JSON: no numpy, no NaN literals
+    m = data["layers"][0]["metrics"]
+    assert (m["max_abs"], m["mismatched"], m["cosine"], m["snr_db"]) == (0.5, 3, "nan", "-inf")
+    assert data["meta"]["shape"] == [2, 2] and data["roots"][0]["src"] == "fc"
+    back = report_from_dict(data)
+    assert back.layers[0].src_shape == (1, 3) and math.isnan(back.layers[0].metrics["cosine"])
+    assert back.roots[0] is back.layers[1] and back.first_divergence is back.layers[1]
+    assert back.layers[0].metrics["snr_db"] == -math.inf
+
+
+def test_route_comparison_summary_and_table():
+    good = Report("keras", "mxnet", "m", "n", rows_of([1e-7, 2e-6], [True, True]), timings={"convert": 2.0},
+                  meta={"cache_hit": True})
+    bad_rows = rows_of([1e-7, 0.5], [True, False])
+    bad = Report("keras", "mxnet", "m", "n", bad_rows, passed=False, first_divergence=bad_rows[1])
+    comparison = RouteComparison("m.h5", "keras", "mxnet", ["mmdnn", "onnx", "tvm"], reports={"mmdnn": good, "onnx": bad},
+                                 errors={"tvm": "unknown route 'tvm'"})
+    rows = {r["route"]: r for r in comparison.summary()}
+    assert rows["mmdnn"]["status"] == "pass" and rows["mmdnn"]["convert_s"] == 2.0 and rows["mmdnn"]["cache_hit"]
+    assert rows["mmdnn"]["worst_layer"] == "l1" and rows["mmdnn"]["final_max_abs"] == 2e-6
+    assert rows["onnx"]["status"] == "fail" and rows["onnx"]["first_divergence"] == "l1"
+    assert rows["tvm"] == {"route": "tvm", "status": "error", "error": "unknown route 'tvm'"}
+    assert comparison.table() == [{"layer": "l0", "index": 0, "mmdnn": 1e-7, "onnx": 1e-7},
+                                  {"layer": "l1", "index": 1, "mmdnn": 2e-6, "onnx": 0.5}]
+    assert not comparison
+    assert RouteComparison("m", "a", "b", ["mmdnn"], reports={"mmdnn": good})
+    assert not RouteComparison("m", "a", "b", ["mmdnn"])  # nothing ran: not a pass
