@@ -4,7 +4,8 @@
 
 Scenarios: `kill -9` of the calling process, `kill -9` of a worker, SIGINT (Ctrl-C) to the
 process group. The kill comes `--at` seconds after the caller has sent the batch to its
-workers (it holds an anonymous array file open while they run it). For each: xvalidate files and bytes in
+workers (`--when sent`: it holds an anonymous array file open while they run it), or after
+their outputs, over 500 MB, are back in the caller (`--when outputs`). For each: xvalidate files and bytes in
 /dev/shm and the temp directory after the kill, processes of the run still alive 3 s later,
 the exit code, how long the CLI took to exit, and the kernel's Shmem figure before and
 after (other programs on the machine move it too)."""
@@ -42,16 +43,26 @@ def shmem_kb() -> int:
     return 0
 
 
-def running_the_batch(proc: psutil.Process) -> bool:
-    """True while the caller has a batch out to its workers (an anonymous array file is open)."""
+def held_memfd_bytes(proc: psutil.Process) -> int | None:
+    """Bytes of the anonymous array files the caller holds (None when it holds none)."""
+    sizes = []
     try:
-        return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith("/memfd:xvalidate")
-                   for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            path = f"/proc/{proc.pid}/fd/{fd}"
+            if os.readlink(path).startswith("/memfd:xvalidate"):
+                sizes.append(os.stat(path).st_size)
     except OSError:
-        return False
+        return None
+    return sum(sizes) if sizes else None
 
 
-def scenario(name: str, model: Path, batch: int, at: float, env: dict) -> dict:
+def ready(proc: psutil.Process, when: str) -> bool:
+    """"sent": the batch is out to the workers; "outputs": their outputs (over 500 MB) are back."""
+    held = held_memfd_bytes(proc)
+    return held is not None and (when == "sent" or held > 500e6)
+
+
+def scenario(name: str, model: Path, batch: int, at: float, when: str, env: dict) -> dict:
     before_files, before_kb = shm_files(), shmem_kb()
     args = XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
                         "--batch", str(batch), "--json", str(model.parent / f"{name}.json")]
@@ -59,11 +70,11 @@ def scenario(name: str, model: Path, batch: int, at: float, env: dict) -> dict:
                             start_new_session=True)
     ps = psutil.Process(proc.pid)
     start = time.monotonic()
-    while not running_the_batch(ps) and proc.poll() is None and time.monotonic() - start < 600:
+    while not ready(ps, when) and proc.poll() is None and time.monotonic() - start < 600:
         time.sleep(0.02)
     time.sleep(at)
     family = [ps] + ps.children(recursive=True)
-    peak_kb = shmem_kb()
+    peak_kb, held = shmem_kb(), held_memfd_bytes(ps) or 0
     t_kill = time.monotonic()
     if name == "kill -9 caller":
         proc.send_signal(signal.SIGKILL)
@@ -81,13 +92,15 @@ def scenario(name: str, model: Path, batch: int, at: float, env: dict) -> dict:
             "stderr": proc.stderr.read().decode(errors="replace").strip().splitlines()[-1:],
             "files_left": len(new_files), "bytes_left": sum(new_files.values()), "processes_left": len(left),
             "shmem_mb": {"before": before_kb // 1024, "at_kill": peak_kb // 1024, "after": shmem_kb() // 1024},
-            "report_written": (model.parent / f"{name}.json").exists(), "killed_after_s": round(t_kill - start, 1)}
+            "report_written": (model.parent / f"{name}.json").exists(), "killed_after_s": round(t_kill - start, 1),
+            "caller_held_mb_at_kill": round(held / 1e6)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--at", type=float, default=0.2)
+    parser.add_argument("--when", choices=("sent", "outputs"), default="sent")
     parser.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "xvalidate-kill-bench"))
     opts = parser.parse_args()
     work = Path(opts.dir)
@@ -102,7 +115,7 @@ def main() -> None:
     warm = subprocess.run(XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
                                        "--batch", "1"], env=env, capture_output=True, text=True)
     print("warm-up run exit", warm.returncode, warm.stderr.strip().splitlines()[-1:])
-    results = [scenario(name, model, opts.batch, opts.at, env)
+    results = [scenario(name, model, opts.batch, opts.at, opts.when, env)
                for name in ("kill -9 caller", "kill -9 worker", "SIGINT")]
     print(json.dumps(results, indent=1))
 

@@ -109,3 +109,13 @@ def test_output_files_are_reused_only_once_their_arrays_are_gone(toy_plugin):
         np.testing.assert_allclose(second["dense0"], 2 * dense0, rtol=1e-5)
     finally:
         worker.close()
+
+
+def test_a_result_that_cannot_be_pickled_is_an_error_not_a_dead_worker():
+    worker = Worker("onnx")
+    try:
+        with pytest.raises(WorkerError, match=r"call: the result cannot be sent back"):
+            worker.call("importlib:import_module", "json")  # a module object
+        assert worker.call("operator:add", 2, 3) == 5
+    finally:
+        worker.close()

@@ -277,8 +277,6 @@ def demo(model, via, out, all_rows):
 @_guard
 def capture(model, name, inputs, batch, seed, layers, out, trust_model):
     """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz)."""
-    import numpy as np
-
     import xvalidate
     from xvalidate.api import checked_source
     from xvalidate.inputs import load_inputs
@@ -293,8 +291,10 @@ def capture(model, name, inputs, batch, seed, layers, out, trust_model):
     total = sum(a.nbytes for a in outputs.values())
     click.echo(f"{len(outputs)} layer outputs, {total / 1e6:.1f} MB, input {tuple(x.shape)}")
     if out:
-        np.savez(out, **outputs)
-        click.echo(f"saved to {out}")
+        from xvalidate.report.files import save_npz_atomic
+
+        saved = save_npz_atomic(out if out.endswith(".npz") else out + ".npz", outputs)
+        click.echo(f"saved to {saved}")
 
 
 @main.command()
