@@ -75,7 +75,7 @@ def _one_line(text: str) -> str:
 
 
 def build_keras(name: str, work: Path) -> str:
-    path = work / f"{name}.keras"
+    path = work / f"{name}.h5"
     if not path.exists():
         get_worker("keras").call("xvalidate.models.keras_zoo:save", name, str(path))
     return str(path)

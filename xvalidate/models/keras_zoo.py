@@ -79,11 +79,15 @@ def resnet_block(seed: int = 0):
 
 
 def application(name: str, seed: int = 0):
-    """A keras.applications model with random weights (weights=None) and randomized BatchNorm statistics."""
+    """A keras.applications model with random weights (weights=None) and randomized BatchNorm statistics;
+    a model built for any input size by default gets 224x224x3."""
     keras = _keras(seed)
     if name not in ALL_APPLICATIONS:
         raise ValueError(f"unknown application {name!r}; expected one of {', '.join(ALL_APPLICATIONS)}")
     model = getattr(keras.applications, name)(weights=None)
+    if any(d is None for d in model.input_shape[1:]):  # MobileNetV3 is built for any input size by default
+        keras = _keras(seed)
+        model = getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3))
     randomize_batchnorm(model, seed)
     return model
 

@@ -23,6 +23,8 @@ Parser side (Keras -> IR), what breaks -> what the shim does:
   rescaling       no handler for Rescaling and Normalization (EfficientNet; MMdnn prints "not
                   supported" and writes a broken node) -> an IR BatchNorm holding the layer's
                   per-channel affine map (Normalization: also `invert=True`).
+  more layers     TFOpLambda arithmetic, CustomScaleLayer, LayerNormalization, LayerScale, global
+                  pooling with keepdims, ReLU variants: see xvalidate.routes.mmdnn_ops.
 Emitter side (IR -> MXNet):
   separable       no emit_SeparableConv (Xception: "name 'block2_sepconv1' is not
                   defined") -> a depthwise convolution (num_group = input channels) and a
@@ -44,6 +46,8 @@ Emitter side (IR -> MXNet):
 from __future__ import annotations
 
 import warnings
+
+from xvalidate.routes.mmdnn_ops import emitter_handlers, parser_handlers, patch_variable_names
 
 SHIMMED_VERSION = "0.3.1"
 _applied: set[str] = set()
@@ -109,6 +113,26 @@ def _channel_axis_only(layer, axis) -> None:
                                   f"{rank - 1} converts)")
 
 
+def affine_as_batchnorm(parser, source_node, gamma, beta) -> None:
+    """y = gamma * x + beta per channel, written as an IR BatchNorm (mean 0, variance 1 - eps)."""
+    import numpy as np
+    from mmdnn.conversion.keras.keras2_parser import Keras2Parser
+
+    IR_node = parser.IR_graph.node.add()
+    Keras2Parser._copy_and_reop(source_node, IR_node, "BatchNorm")
+    parser.convert_inedge(source_node, IR_node)
+    shape = _unwrap(source_node.layer.output_shape)
+    IR_node.attr["axis"].i = len(shape) - 1
+    IR_node.attr["scale"].b = True
+    IR_node.attr["bias"].b = True
+    IR_node.attr["epsilon"].f = BN_EPSILON
+    gamma, beta = np.asarray(gamma, np.float32), np.asarray(beta, np.float32)
+    parser.set_weight(source_node.name, "scale", gamma)
+    parser.set_weight(source_node.name, "bias", beta)
+    parser.set_weight(source_node.name, "mean", np.zeros_like(gamma))
+    parser.set_weight(source_node.name, "var", np.full_like(gamma, 1.0 - BN_EPSILON))
+
+
 def apply_keras_shims() -> None:
     """Patch MMdnn's Keras parser for TF2 Keras (see the module docstring)."""
     if "keras" in _applied:
@@ -162,23 +186,6 @@ def apply_keras_shims() -> None:
             layer.axis = int(list(layer.axis)[0])
         original_bn(self, keras_node)
 
-    def affine_as_batchnorm(self, source_node, gamma, beta):
-        """y = gamma * x + beta per channel, written as an IR BatchNorm (mean 0, variance 1 - eps)."""
-        import numpy as np
-
-        IR_node = self.IR_graph.node.add()
-        Keras2Parser._copy_and_reop(source_node, IR_node, "BatchNorm")
-        self.convert_inedge(source_node, IR_node)
-        shape = _unwrap(source_node.layer.output_shape)
-        IR_node.attr["axis"].i = len(shape) - 1
-        IR_node.attr["scale"].b = True
-        IR_node.attr["bias"].b = True
-        IR_node.attr["epsilon"].f = BN_EPSILON
-        self.set_weight(source_node.name, "scale", gamma)
-        self.set_weight(source_node.name, "bias", beta)
-        self.set_weight(source_node.name, "mean", np.zeros_like(gamma))
-        self.set_weight(source_node.name, "var", np.full_like(gamma, 1.0 - BN_EPSILON))
-
     def rename_rescaling(self, source_node):
         layer = source_node.layer
         channels = _unwrap(layer.output_shape)[-1]
@@ -214,7 +221,9 @@ def apply_keras_shims() -> None:
     Keras2Parser.rename_SeparableConv2D = rename_separable
     Keras2Parser.rename_Rescaling = rename_rescaling
     Keras2Parser.rename_Normalization = rename_normalization
-    Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish"}
+    Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish", "gelu": "Gelu"}
+    for name, handler in parser_handlers().items():  # TFOpLambda, LayerNormalization, ...: see mmdnn_ops
+        setattr(Keras2Parser, name, handler)
     _applied.add("keras")
 
 
@@ -327,4 +336,7 @@ def apply_mxnet_shims() -> None:
     MXNetEmitter.emit_Pool = emit_pool
     MXNetEmitter.emit_Add = merge("broadcast_add")
     MXNetEmitter.emit_Mul = merge("broadcast_mul")
+    for name, handler in emitter_handlers().items():  # ScalarOp, Crop, HardSigmoid, ...: see mmdnn_ops
+        setattr(MXNetEmitter, name, handler)
+    patch_variable_names()
     _applied.add("mxnet")

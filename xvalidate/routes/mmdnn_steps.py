@@ -66,6 +66,9 @@ def _check_parsable(parser, model_path: str) -> None:
     for name in parser.keras_graph.topological_sort:
         node = parser.keras_graph.get_node(name)
         kind, layer = node.type, node.layer
+        if kind == "InputLayer" and None in tuple(_unwrap_shape(layer.output_shape))[1:]:
+            raise _unsupported(model_path, name, kind, f"MMdnn needs a fixed input size, the input is "
+                               f"{tuple(_unwrap_shape(layer.output_shape))}; build the model with a fixed input_shape")
         if kind == "Lambda":  # the parser converts a Lambda only when a handler carries the layer's name
             if not hasattr(parser, "rename_" + layer.name):
                 raise _unsupported(model_path, name, kind)
@@ -76,6 +79,10 @@ def _check_parsable(parser, model_path: str) -> None:
             act = getattr(activation, "__name__", type(activation).__name__)
             if act != "linear" and act not in parser.activation_map:
                 raise _unsupported(model_path, name, kind, f"activation {act!r} has no MMdnn IR op")
+
+
+def _unwrap_shape(shape):
+    return shape[0] if isinstance(shape, list) and len(shape) == 1 else shape
 
 
 def _gen_ir(parser, model_path: str) -> None:
