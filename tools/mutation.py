@@ -1,9 +1,9 @@
 """`make mutation`: mutmut 3 over the core, cache, worker, report and CLI, against the fast tests.
 
 It runs in a scratch copy of the work tree (MUTATION_DIR, default /tmp/xvalidate-mutation), so
-the tree itself gets no `mutants/` folder and edits made meanwhile do not disturb the run; the
-copy is kept, so a second run re-tests only what changed. Prints the kill rate per module and
-writes the surviving mutants' diffs to survivors.txt there (`mutmut show NAME` in that folder).
+the tree itself gets no `mutants/` folder and edits made meanwhile do not disturb the run; every
+run starts from fresh mutants. Prints the kill rate per module and writes the surviving mutants'
+diffs to survivors.txt there (`mutmut show NAME` in that folder).
 
     python tools/mutation.py                       every module
     python tools/mutation.py "xvalidate.core.metrics*" "xvalidate.cli*"   some mutants only
@@ -26,6 +26,8 @@ FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "tes
               "test_diagnose*.py", "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
               "test_worker.py"]
 DETECTED = ("killed", "timeout", "segfault")
+# click option declarations run once, at import, before mutmut picks a mutant: no test can see their mutants
+SKIP_LINES = [r"^\s*click\.option\("]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,14 +46,18 @@ def copy_tree(scratch: Path) -> None:
 def configure(scratch: Path) -> None:
     """Append the [tool.mutmut] settings to the copy's pyproject.toml."""
     tests = sorted({str(p.relative_to(scratch)) for g in FAST_TESTS for p in (scratch / "tests").glob(g)})
-    quoted = lambda items: "[" + ", ".join(f'"{i}"' for i in items) + "]"  # noqa: E731
     text = (REPO / "pyproject.toml").read_text()
     text += ("\n[tool.mutmut]\n"
              'source_paths = ["xvalidate"]\n'
-             f"only_mutate = {quoted(MODULES)}\n"
-             f"pytest_add_cli_args_test_selection = {quoted(tests)}\n"
+             f"only_mutate = {_toml_list(MODULES)}\n"
+             f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+             f"do_not_mutate_patterns = {_toml_list(SKIP_LINES)}\n"
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q"]\n')
     (scratch / "pyproject.toml").write_text(text)
+
+
+def _toml_list(items) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"  # literal strings: no escapes
 
 
 def scores(scratch: Path) -> dict[str, collections.Counter]:
@@ -70,6 +76,7 @@ def main(patterns: list[str]) -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     copy_tree(scratch)
     configure(scratch)
+    shutil.rmtree(scratch / "mutants", ignore_errors=True)  # mutmut may keep stale results when only tests changed
     jobs = os.environ.get("MUTATION_JOBS", "1")
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs, *patterns], cwd=scratch)
     table = scores(scratch)
