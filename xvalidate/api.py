@@ -20,6 +20,7 @@ from xvalidate.core.report import Report
 from xvalidate.core.tolerances import Tolerances
 from xvalidate.errors import InputFileError, InputShapeError, OptionError
 from xvalidate.inputs import load_input_batch, pair_inputs
+from xvalidate.option_checks import check_layer_map_shapes, check_tolerance_names
 from xvalidate.registry import get_adapter
 from xvalidate.worker import get_worker
 
@@ -142,6 +143,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
         src_layers, dst_layers = f_src_layers.result(), f_dst_layers.result()
     timings["load"] = time.perf_counter() - t0
     _notify(progress, "load", 1, 1)
+    check_tolerance_names({**tol.exact, **dict(tol.patterns)}, src_layers)  # typos fail before any run
+    check_layer_map_shapes(layer_map, src_layers, dst_layers)
 
     x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
     input_pairs = pair_inputs(src_inputs, dst_inputs, dst_path)

@@ -137,7 +137,26 @@ def _cast(x: np.ndarray, dtype: str, value_range: Sequence[int] | None, what: st
         if value_range is not None and x.size and (x.min() < value_range[0] or x.max() >= value_range[1]):
             raise InputShapeError(f"inputs ({what}): values must lie in [{value_range[0]}, {value_range[1]}) "
                                   f"(e.g. token ids below an Embedding's input_dim), got {x.min()}..{x.max()}")
-    return x.astype(dtype, copy=False)
+    out = x.astype(dtype, copy=False)
+    check_finite(out, what, original=x)
+    return out
+
+
+def check_finite(x: np.ndarray, what: str, original: np.ndarray | None = None) -> None:
+    """Refuse NaN and Inf in an input: every comparison on them would be NaN, or pass by accident.
+    Counts them, and says when only the cast of `original` (float64) to the model's dtype overflowed."""
+    if x.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return
+    nans, infs = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    overflow = ""
+    if original is not None and original.dtype != x.dtype and np.isfinite(original).all():
+        overflow = f" (finite as {original.dtype}, too large for {x.dtype})"
+    raise InputShapeError(f"inputs ({what}): {nans} NaN and {infs} infinite values of {x.size}{overflow}, "
+                          f"the first at index {first}; give finite inputs")
 
 
 def _describe_arrays(arrays: Mapping[str, np.ndarray], infos: Sequence) -> dict:

@@ -38,7 +38,7 @@ def _entry(key: str, value: Any) -> dict[str, float]:
     if unknown:
         raise OptionError(f"tolerances[{key!r}]: unknown key {sorted(unknown)[0]!r}; expected atol and/or rtol")
     for name, v in entry.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:  # NaN too
             raise OptionError(f"tolerances[{key!r}][{name!r}]: expected a non-negative number, got {v!r}")
     return {k: float(v) for k, v in entry.items()}
 
@@ -49,7 +49,7 @@ class Tolerances:
     def __init__(self, atol: float | None = None, rtol: float | None = None,
                  per_layer: Mapping[str, Any] | None = None):
         for name, v in (("atol", atol), ("rtol", rtol)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0):
                 raise OptionError(f"{name}: expected a non-negative number, got {v!r}")
         if per_layer is not None and not isinstance(per_layer, Mapping):
             raise OptionError(f"tolerances: expected a dict of layer name or pattern -> tolerance, got {type(per_layer).__name__}")
