@@ -34,7 +34,8 @@ def test_compare_divergence_exits_1_and_names_the_layer(toy_plugin, tmp_path):
     assert result.exit_code == 1, result.output
     text = " ".join(result.output.split())  # rich wraps long lines
     assert "first divergence: dense1 -> dense1" in text
-    assert "per-channel scale: the destination is a per-channel scale and shift of the source (scale 1.5..1.5" in text
+    assert "likely cause: per-channel scale: the destination output of matmul 'dense1'" in text
+    assert "(3 of 3 channels; scale 1.5..1.5," in text
 
 
 def test_bad_input_is_one_line_exit_2(toy_plugin, tmp_path):
@@ -93,3 +94,32 @@ def test_layers_command_lists_the_model(toy_plugin):
     assert "matmul" in result.output and "(None, 6)" in result.output
     missing = invoke("layers", "nope.npz", "--adapter", "toy")
     assert missing.exit_code == 2 and "nope.npz: no such model file" in missing.output
+
+
+def test_progress_on_a_terminal_and_silence_elsewhere(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from xvalidate import cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "_stderr_console", lambda: Console(file=out, force_terminal=True, width=120))
+    with cli._Progress(True) as progress:
+        progress("convert", 0, 1)
+        progress("convert", 1, 1)
+        progress("run", 2, 3)
+        progress("custom stage", 1, 4)
+    text = out.getvalue()
+    assert "converting" in text and "1/1" in text and "running both models" in text and "2/3" in text
+    assert "custom stage" in text and "1/4" in text
+    out.truncate(0)
+    with cli._Progress(False) as silent:
+        silent("convert", 1, 1)
+    assert out.getvalue() == ""
+
+
+def test_tables_are_150_columns_when_piped():
+    from xvalidate.cli import stdout_console
+
+    assert stdout_console().width == 150  # pytest captures stdout: not a terminal
