@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench coverage mutation clean
+.PHONY: demo test test-all bench coverage mutation fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 test-all: $(STAMP)  # the slow tests one at a time: several big models at once do not fit in memory
 	$(BIN)/python -m pytest -n 2 -q
 	$(BIN)/python -m pytest -q -m slow
+
+fuzz: $(STAMP)  # the long fuzzing round: mutated model files into every loader, random graphs into alignment
+	XVALIDATE_FUZZ_EXAMPLES=$${XVALIDATE_FUZZ_EXAMPLES:-300} XVALIDATE_FUZZ_REPORT=$${XVALIDATE_FUZZ_REPORT:-/tmp/xvalidate-fuzz-report.json} \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,bench]"
