@@ -10,7 +10,7 @@ from xvalidate.worker import get_worker
 def zoo(tmp_path_factory):
     d = tmp_path_factory.mktemp("seq_zoo")
     keras = get_worker("keras")
-    names = ("text_classifier", "transformer_block", "two_inputs", "multi_output")
+    names = ("text_classifier", "transformer_block", "two_inputs", "multi_output", "bidirectional_tagger")
     return {name: keras.call("xvalidate.models.keras_seq_zoo:save", name, str(d / f"{name}.h5")) for name in names}
 
 
@@ -57,6 +57,24 @@ def test_two_inputs_through_onnx_with_a_dict_and_an_npz(zoo, tmp_path):
     np.testing.assert_allclose(keras_out["out"], captured["out"], rtol=1e-5, atol=1e-6)
 
 
+def test_rnn_sequence_output_and_final_state_pair_with_the_onnx_node_outputs(zoo):
+    """Keras GRU(return_sequences, return_state) is one layer with two outputs; ONNX has one GRU node
+    whose Y (time-major) and Y_h become them."""
+    report = xvalidate.validate(zoo["multi_output"], src="keras", dst="onnx", via="onnx", cache=False, batch=2)
+    _all_paired_and_passing(report)
+    rows = {r.src: r for r in report.layers}
+    assert rows["gru:0"].transform == "TNC->NTC" and rows["gru:0"].dst_shape == (10, 2, 8)
+    assert rows["gru:1"].transform is None and rows["gru:1"].dst_shape == (2, 8)
+    assert rows["label"].dst == "label" and rows["value"].dst == "value"  # both model outputs compared
+
+
+def test_bidirectional_lstm_tagger_through_onnx(zoo):
+    report = xvalidate.validate(zoo["bidirectional_tagger"], src="keras", dst="onnx", via="onnx", cache=False)
+    _all_paired_and_passing(report)
+    rows = {r.src: r for r in report.layers}
+    assert rows["bilstm"].transform == "TNC->NTC" and rows["bilstm"].src_shape == (1, 12, 16)
+
+
 @pytest.mark.parametrize("name", ["text_classifier", "transformer_block", "two_inputs", "multi_output"])
 def test_keras_against_itself(zoo, name):
     report = xvalidate.compare(zoo[name], zoo[name], src="keras", dst="keras", batch=2)
@@ -67,3 +85,21 @@ def test_keras_against_itself(zoo, name):
 def test_run_refuses_a_bare_array_for_two_inputs(zoo):
     with pytest.raises(xvalidate.XValidateError, match=r"2 inputs \(left, right\); give a dict"):
         xvalidate.run("keras", zoo["two_inputs"], np.zeros((1, 8), np.float32))
+
+
+def test_cli_takes_an_npz_of_named_inputs_and_names_a_bad_one(zoo, tmp_path):
+    from click.testing import CliRunner
+
+    from xvalidate.cli import main
+
+    good, bad = tmp_path / "x.npz", tmp_path / "bad.npz"
+    np.savez(good, left=np.ones((2, 8), np.float32), right=np.ones((2, 4), np.float32))
+    np.savez(bad, left=np.ones((2, 8), np.float32), right=np.ones((2, 5), np.float32))
+    ok = CliRunner().invoke(main, ["validate", zoo["two_inputs"], "--src", "keras", "--dst", "onnx", "--via", "onnx",
+                                   "--input", str(good)])
+    assert ok.exit_code == 0, ok.output
+    captured = CliRunner().invoke(main, ["capture", zoo["two_inputs"], "--adapter", "keras", "--input", str(good)])
+    assert captured.exit_code == 0 and "input (2, 8), (2, 4)" in captured.output, captured.output
+    refused = CliRunner().invoke(main, ["compare", zoo["two_inputs"], zoo["two_inputs"], "--src", "keras", "--dst",
+                                        "keras", "--input", str(bad)])
+    assert refused.exit_code == 2 and "input 'right'" in refused.output and "Traceback" not in refused.output

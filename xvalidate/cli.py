@@ -132,7 +132,7 @@ def _shape(value: str | None) -> list[int] | None:
 
 def _common(fn: Callable) -> Callable:
     options = [
-        click.option("--input", "inputs", type=click.Path(), help="Input .npy array or image file/directory, in the source model's layout."),
+        click.option("--input", "inputs", type=click.Path(), help="Input .npy array, .npz of named inputs, or image file/directory, in the source model's layout."),
         click.option("--batch", type=int, default=1, show_default=True, help="Samples of random input when --input is not given."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input."),
         click.option("--preprocess", default="unit", show_default=True, help="Image preprocessing: none, unit, tf, caffe, torch."),
@@ -227,7 +227,7 @@ def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, b
 @click.option("--dst", default="mxnet", show_default=True)
 @click.option("--via", "routes", default="mmdnn,onnx", show_default=True, help="Comma-separated routes to compare.")
 @click.option("--no-cache", is_flag=True, help="Convert again even if cached conversions exist.")
-@click.option("--input", "inputs", type=click.Path(), help="Input .npy array or images, in the source's layout.")
+@click.option("--input", "inputs", type=click.Path(), help="Input .npy array, .npz of named inputs, or images, in the source's layout.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--html", type=click.Path(), help="Write a self-contained HTML comparison here.")
@@ -268,7 +268,7 @@ def demo(model, via, out, all_rows):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
-@click.option("--input", "inputs", type=click.Path(), help="Input .npy array or images (random when absent).")
+@click.option("--input", "inputs", type=click.Path(), help="Input .npy array, .npz of named inputs, or images (random when absent).")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--layers", help="Comma-separated layer names (default: every layer).")
@@ -279,17 +279,18 @@ def capture(model, name, inputs, batch, seed, layers, out, trust_model):
     """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz)."""
     import xvalidate
     from xvalidate.api import checked_source
-    from xvalidate.inputs import load_inputs
+    from xvalidate.inputs import load_input_batch
     from xvalidate.worker import get_worker
 
     source = checked_source(name, model)
     get_worker(name).set_trust_model(trust_model)
-    info = get_worker(name).input_info(source)
-    x, _ = load_inputs(inputs, info.shape, info.layout, batch=batch, seed=seed, dtype=info.dtype)
+    x, _ = load_input_batch(inputs, get_worker(name).inputs_info(source), batch=batch, seed=seed)
+    shapes = ", ".join(str(tuple(a.shape)) for a in x.values())
+    x = next(iter(x.values())) if len(x) == 1 else x
     outputs = xvalidate.run(name, source, x, [n for n in layers.split(",") if n] if layers else None,
                             trust_model=trust_model)
     total = sum(a.nbytes for a in outputs.values())
-    click.echo(f"{len(outputs)} layer outputs, {total / 1e6:.1f} MB, input {tuple(x.shape)}")
+    click.echo(f"{len(outputs)} layer outputs, {total / 1e6:.1f} MB, input {shapes}")
     if out:
         from xvalidate.report.files import save_npz_atomic
 

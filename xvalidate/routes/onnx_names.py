@@ -50,8 +50,15 @@ def layer_in_name(name: str, layer_names: Collection[str]) -> str | None:
 def keras_onnx_hints(onnx_path: str, keras_layer_names: Iterable[str]) -> Hints:
     """{ONNX tensor: (Keras layer, "name" | "fused")} for a tf2onnx model: for each Keras layer, the one
     tensor equal to its output (the last one its ops produce, not counting layout Transposes).
-    "fused" marks a tensor produced by another layer's node (a Conv with the BatchNorm folded in)."""
-    return _keras_hints(_load_graph(onnx_path), set(keras_layer_names))
+    "fused" marks a tensor produced by another layer's node (a Conv with the BatchNorm folded in).
+    A layer with several outputs (captured as `layer:0`, `layer:1`...) that tf2onnx made one
+    LSTM/GRU/RNN node has output k paired with what leaves the layer from that node's output k
+    (Keras [sequence or last output, h(, c)] and ONNX [Y, Y_h(, Y_c)])."""
+    names = set(keras_layer_names)
+    graph = _load_graph(onnx_path)
+    multi = {n.rpartition(":")[0] for n in names if _PORT.search(n)} - names
+    hints = _keras_hints(graph, names | multi)
+    return {t: pair for t, pair in hints.items() if pair[0] not in multi} | _rnn_output_hints(graph, multi, names | multi)
 
 
 def mxnet_onnx_hints(onnx_path: str, symbol_path: str, keras_layer_names: Iterable[str],
@@ -110,6 +117,12 @@ def _keras_hints(graph, layer_names: set[str]) -> Hints:
     constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     owner: dict[str, str] = {}  # tensor -> the layer whose computation it is part of
     moved: dict[str, str] = {}  # output of a layout Transpose -> its input (the same values)
+    named_readers: dict[str, set] = {}  # tensor -> the layers named by the nodes that read it
+    for node in graph.node:
+        layer = layer_in_name(node.name, layer_names) if node.name else None
+        for tensor in node.input:
+            if layer is not None:
+                named_readers.setdefault(tensor, set()).add(layer)
     for inp in graph.input:
         if inp.name in layer_names:
             chosen[inp.name] = (inp.name, "name")
@@ -119,12 +132,42 @@ def _keras_hints(graph, layer_names: set[str]) -> Hints:
             continue
         node_layer = layer_in_name(node.name, layer_names) if node.name else None
         for tensor in node.output:
-            layer = layer_in_name(tensor, layer_names) or _inherited_layer(node, owner, constants, moved)
+            layer = layer_in_name(tensor, layer_names) or _inherited_layer(node, owner, constants, moved, named_readers)
             if layer is not None:
                 owner[tensor] = layer
                 chosen[layer] = (tensor, "fused" if node_layer not in (None, layer) else "name")
     _prefer_leaving_tensors(graph, owner, chosen, moved)
     return {tensor: (layer, how) for layer, (tensor, how) in chosen.items()}
+
+
+_RNN_OPS = ("LSTM", "GRU", "RNN")
+
+
+def _rnn_output_hints(graph, multi: set[str], names: set[str]) -> Hints:
+    """{ONNX tensor: ("layer:k", "name")} for multi-output Keras layers that are one ONNX RNN node:
+    the last tensor that the node's output k becomes through nodes of that layer or unnamed ones
+    tf2onnx inserted (Squeeze, Slice, Transpose)."""
+    origin: dict[str, tuple[str, int]] = {}  # tensor -> (layer, the RNN node output it comes from)
+    last: dict[tuple[str, int], str] = {}
+    for node in graph.node:
+        sources = {origin[i] for i in node.input if i in origin}
+        if node.op_type in _RNN_OPS:
+            layer = next((m for m in multi if any(layer_in_name(i, {m}) for i in node.input[:1])), None)
+            if layer is None and len({src[0] for src in sources}) == 1:
+                layer = next(iter(sources))[0]
+            for k, tensor in enumerate(node.output if layer else ()):
+                if tensor:
+                    origin[tensor], last[(layer, k)] = (layer, k), tensor
+            continue
+        if len(sources) != 1:
+            continue
+        source = next(iter(sources))
+        named = layer_in_name(node.name, names) if node.name else None
+        if named == source[0] or (named is None and _INSERTED.search(node.name or "")):
+            for tensor in node.output:
+                origin[tensor] = source
+                last[source] = tensor
+    return {tensor: (f"{layer}:{k}", "name") for (layer, k), tensor in last.items()}
 
 
 def _prefer_leaving_tensors(graph, owner: Mapping[str, str], chosen: dict[str, tuple[str, str]],
@@ -155,13 +198,22 @@ def _unmoved(tensor: str, moved: Mapping[str, str]) -> str:
     return tensor
 
 
-def _inherited_layer(node, owner: Mapping[str, str], constants: set[str], moved: Mapping[str, str]) -> str | None:
+def _inherited_layer(node, owner: Mapping[str, str], constants: set[str], moved: Mapping[str, str],
+                     named_readers: Mapping[str, set]) -> str | None:
     """The layer of a node tf2onnx inserted (`Gemm__310`, no layer in its name) when its data inputs
-    that belong to a layer all belong to that one: its rewrite of that layer's ops (an attention layer's Einsums
-    become MatMul, Reshape and Squeeze nodes, so the layer's output has no name of its own)."""
-    if not _INSERTED.search(node.name or "") or layer_in_name(node.name, ()) is not None:
+    that belong to a layer all belong to that one: its rewrite of that layer's ops (an attention
+    layer's Einsums become MatMul, Reshape and Squeeze nodes, so the layer's output has no name of
+    its own). An input that a node of another layer reads too has left its layer: the node is then
+    the start of the next layer's rewrite, not part of this one."""
+    if not _INSERTED.search(node.name or ""):
         return None
-    layers = {owner.get(_unmoved(i, moved)) for i in node.input if i and i not in constants} - {None}
+    layers = set()
+    for tensor in (_unmoved(i, moved) for i in node.input if i and i not in constants):
+        layer = owner.get(tensor)
+        if layer is not None and named_readers.get(tensor, set()) - {layer}:
+            return None
+        layers.add(layer)
+    layers.discard(None)
     return next(iter(layers)) if len(layers) == 1 else None
 
 
