@@ -33,8 +33,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from xvalidate.core import layout
+from xvalidate.core.pairing import drop_impossible, explain_unmatched, finding_shapes, shapes_compatible
 from xvalidate.errors import UnknownLayerError
+
+__all__ = ["ACTIVATIONS", "Alignment", "Pair", "align", "finding_shapes", "normalize", "shapes_compatible"]
 
 SKIPPED_KINDS = {"identity", "dropout", "input"}
 ACTIVATIONS = {"relu", "relu6", "sigmoid", "tanh", "swish", "act", "softmax"}
@@ -123,104 +125,15 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
     _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes)
     if not any("bn" in info.kinds for info in dst_layers):
         _move_to_folded_bn(src_layers, found)
+    _propagate(src_layers, dst_layers, found, taken, src_shapes, dst_shapes)
     before = {name: pair.dst for name, pair in found.items()}
-    reasons = _drop_impossible(src_layers, dst_layers, found, src_shapes, dst_shapes)
+    reasons = drop_impossible(src_layers, dst_layers, found, src_shapes, dst_shapes, TRUSTED_MATCHES)
+    rejected = {name: before[name] for name in reasons}
+    explain_unmatched(src_layers, found, reasons, _skipped)
     taken = {pair.dst for pair in found.values()}
     pairs = [found.get(info.name, Pair(info.name, None, "none")) for info in src_layers]
     unmatched = [info.name for info in dst_layers if info.name not in taken and not _skipped(info)]
-    return Alignment(pairs, unmatched, reasons, {name: before[name] for name in reasons})
-
-
-# ---------------------------------------------------------------- pairs that cannot be compared
-def shapes_compatible(a, b) -> bool:
-    """Whether tensors of shapes `a` and `b` (batch first) can hold the same values under a layout
-    transform the engine knows. Unknown shapes (None, or None dimensions) are taken as compatible."""
-    if a is None or b is None or None in tuple(a)[1:] or None in tuple(b)[1:]:
-        return True
-    a, b = (1, *tuple(a)[1:]), (1, *tuple(b)[1:])
-    return bool(layout.candidates(a, b))
-
-
-def finding_shapes(a, b) -> bool:
-    """Shapes that differ the way a real conversion fault makes them differ: the same rank with
-    the same channel count under some reading and a spatial size a few pixels off (padding), or
-    the same dimensions in another order (layout)."""
-    a, b = tuple(a)[1:], tuple(b)[1:]
-    if sorted(a) == sorted(b):
-        return True
-    if len(a) != len(b) or len(a) < 2:
-        return False
-    for channel in {b[0], b[-1]}:
-        spatial_b = b[1:] if channel == b[0] else b[:-1]
-        if a[-1] == channel and all(0 < abs(x - y) <= 10 for x, y in zip(a[:-1], spatial_b)):
-            return True
-        if a[0] == channel and all(0 < abs(x - y) <= 10 for x, y in zip(a[1:], spatial_b)):
-            return True
-    return False
-
-
-def _drop_impossible(src_layers, dst_layers, found: dict, src_shapes, dst_shapes) -> dict[str, str]:
-    """Remove the pairs that cannot be compared; {source layer: reason}."""
-    reasons: dict[str, str] = {}
-    for info in src_layers:
-        pair = found.get(info.name)
-        if pair is None or pair.match in TRUSTED_MATCHES:
-            continue
-        a, b = src_shapes.get(pair.src), dst_shapes.get(pair.dst)
-        if shapes_compatible(a, b) or (pair.match == "normalized" and finding_shapes(a, b)):
-            continue
-        del found[info.name]
-        reasons[info.name] = (f"its {pair.match} partner {pair.dst!r} has shape {_fmt(b)} where it has "
-                              f"{_fmt(a)}: no layout makes them comparable")
-    ancestors, position = _ancestors(dst_layers)
-    src_by_name = {i.name: i for i in src_layers}
-    for info in src_layers:
-        pair = found.get(info.name)
-        if pair is None or pair.match != "structural":
-            continue
-        for producer in nearest_paired(info.name, src_by_name, found):
-            partner = found[producer].dst
-            if partner in position and not ancestors.get(pair.dst, 0) >> position[partner] & 1:
-                del found[info.name]
-                reasons[info.name] = (f"its structural partner {pair.dst!r} does not descend from {partner!r}, "
-                                      f"the partner of its input {producer!r}: the branches differ")
-                break
-    return reasons
-
-
-def _fmt(shape) -> str:
-    return "unknown" if shape is None else "(" + ", ".join("N" if i == 0 else str(d) for i, d in enumerate(shape)) + ")"
-
-
-def nearest_paired(name: str, src_by_name: Mapping, paired: Mapping) -> list[str]:
-    """The nearest producers of source layer `name` that have a partner, looking through the
-    unpaired layers between (in the order met)."""
-    out: list[str] = []
-    seen: set[str] = set()
-    stack = list(reversed(src_by_name[name].inputs)) if name in src_by_name else []
-    while stack:
-        producer = stack.pop()
-        if producer in seen or producer not in src_by_name:
-            continue
-        seen.add(producer)
-        if producer in paired and getattr(paired[producer], "dst", None) is not None:
-            out.append(producer)
-        else:
-            stack.extend(reversed(src_by_name[producer].inputs))
-    return out
-
-
-def _ancestors(dst_layers) -> tuple[dict[str, int], dict[str, int]]:
-    """({dst layer: its ancestors as a bit set (an int) over positions}, {dst layer: position})."""
-    position = {info.name: i for i, info in enumerate(dst_layers)}
-    bits: dict[str, int] = {}
-    for info in dst_layers:
-        value = 0
-        for producer in info.inputs:
-            if producer in bits:
-                value |= bits[producer] | (1 << position[producer])
-        bits[info.name] = value
-    return bits, position
+    return Alignment(pairs, unmatched, reasons, rejected)
 
 
 # ---------------------------------------------------------------- names
@@ -305,6 +218,25 @@ def _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes
             for src, dst, how in _align_segment(src_seg, dst_seg, src_shapes, dst_shapes):
                 found[src] = Pair(src, dst, how)
                 taken.add(dst)
+
+
+def _propagate(src_layers, dst_layers, found, taken, src_shapes, dst_shapes) -> None:
+    """Pair, along the graph edges, source layers the sequence alignment left out (branches listed in
+    another order): an unpaired source layer whose inputs are all paired takes the one unclaimed
+    destination tensor that reads exactly their partners, with the same last kind and a compatible
+    shape. Ambiguity (several such tensors) leaves it unpaired."""
+    readers: dict[tuple, list] = {}
+    for info in dst_layers:
+        readers.setdefault(tuple(sorted(info.inputs)), []).append(info)
+    for info in src_layers:
+        if info.name in found or _skipped(info) or not info.inputs or any(i not in found for i in info.inputs):
+            continue
+        key = tuple(sorted(found[i].dst for i in info.inputs))
+        options = [d for d in readers.get(key, []) if d.name not in taken and d.kinds[-1:] == info.kinds[-1:]
+                   and shapes_compatible(src_shapes.get(info.name), dst_shapes.get(d.name))]
+        if len(options) == 1:
+            found[info.name] = Pair(info.name, options[0].name, "structural")
+            taken.add(options[0].name)
 
 
 def _monotone_anchors(points: list[tuple[int, int]]) -> list[tuple[int, int]]:

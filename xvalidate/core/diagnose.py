@@ -27,24 +27,24 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from xvalidate.core.causes import CHECKS, Evidence
-from xvalidate.core.causes.evidence import describe
 from xvalidate.core.causes.padding import shape_cause
 
 
 def diagnose(row, src: np.ndarray | None, dst_raw: np.ndarray | None, dst: np.ndarray | None,
              src_info=None, dst_info=None, rows_by_src: Mapping | None = None,
-             kernels: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+             kernels: tuple[np.ndarray, np.ndarray] | None = None, folded=None) -> str:
     """One sentence naming the likely cause of `row`'s divergence.
 
     src: the source tensor; dst_raw: the destination tensor as captured; dst: it in the
     source's layout (None when the shapes cannot agree); kernels: the two sides' convolution
-    kernels behind the pair (Adapter.kernel), when known."""
+    kernels behind the pair (Adapter.kernel), when known; folded: the source Conv the destination
+    folded into this BatchNorm layer (a "fused" pair), if any."""
     rows_by_src = rows_by_src or {}
     if src is None or dst_raw is None:
         return "no destination tensor to compare with"
     if dst is None:
         return shape_cause(src, dst_raw, src_info, dst_info)
-    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels)
+    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels, folded)
     for check in CHECKS:
         cause = check(ev)
         if cause:
@@ -56,7 +56,7 @@ def _fallback(ev: Evidence) -> str:
     with np.errstate(invalid="ignore"):
         rel = float(np.nanmax(np.abs(ev.src - ev.dst)) / (np.nanmax(np.abs(ev.src)) + 1e-30))
     if _inputs_agree(ev.src_info, ev.rows) and rel > 1e-2:
-        return (f"weights: the inputs of {describe(ev.src_info)} agree but its output does not (relative error "
+        return (f"weights: the inputs of {ev.subject} agree but its output does not (relative error "
                 f"{rel:.2g}): its weights, bias or attributes (strides, dilation, groups) differ; compare them")
     if rel <= 1e-2:
         return (f"numerical: relative error {rel:.2g}, float32 rounding growing along the network; "

@@ -162,8 +162,9 @@ class Differ:
         moved = None if row.src in self._shape_error else layout.apply(row.transform, raw,
                                                                        self._producer_shape[row.src])
         kernels = self.kernels(row.src, row.dst) if self.kernels is not None else None
-        row.cause = diagnose(row, src, raw, moved, self.src_info[row.src], self.dst_info.get(row.dst), rows_by_src,
-                             kernels)
+        info = self.src_info[row.src]
+        folded = self.src_info.get(info.inputs[0]) if row.match == "fused" and len(info.inputs) == 1 else None
+        row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src, kernels, folded)
         return row
 
 

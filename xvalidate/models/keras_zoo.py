@@ -78,6 +78,29 @@ def resnet_block(seed: int = 0):
     return model
 
 
+def branchy_cnn(seed: int = 0):
+    """A small Inception-style model: a stem, two parallel conv-BN-relu branches (3x3 and 1x1) joined by
+    a Concatenate, then a conv, global pooling and a Dense; a fault in each branch makes two roots."""
+    keras = _keras(seed)
+    from tensorflow.keras import layers
+
+    x_in = keras.Input((24, 24, 3), name="input_1")
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x_in)
+    a = layers.Conv2D(16, 3, padding="same", name="left_conv")(x)
+    a = layers.BatchNormalization(name="left_bn")(a)
+    a = layers.Activation("relu", name="left_relu")(a)
+    b = layers.Conv2D(12, 1, name="right_conv")(x)
+    b = layers.BatchNormalization(name="right_bn")(b)
+    b = layers.Activation("relu", name="right_relu")(b)
+    x = layers.Concatenate(name="join")([a, b])
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="head_conv")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    out = layers.Dense(5, activation="softmax", name="predictions")(x)
+    model = keras.Model(x_in, out, name="branchy_cnn")
+    randomize_batchnorm(model, seed)
+    return model
+
+
 def application(name: str, seed: int = 0):
     """A keras.applications model with random weights (weights=None) and randomized BatchNorm statistics;
     a model built for any input size by default gets 224x224x3."""
@@ -123,7 +146,7 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-BUILDERS = {"seed2_cnn": seed2_cnn, "resnet_block": resnet_block}
+BUILDERS = {"seed2_cnn": seed2_cnn, "resnet_block": resnet_block, "branchy_cnn": branchy_cnn}
 
 
 def save(name: str, path: str, seed: int = 0) -> str:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, close, describe
+from xvalidate.core.causes.evidence import Evidence, close
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -60,7 +60,7 @@ def missing(before: np.ndarray, after: np.ndarray) -> str | None:
 def check(ev: Evidence) -> str | None:
     if ev.dst is None:
         return None
-    where = describe(ev.src_info)
+    where = ev.subject
     name = missing(ev.dst, ev.src)
     if name:
         return (f"activation: the destination lacks the {name} that {where} applies ({name} of the destination "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, close, describe
+from xvalidate.core.causes.evidence import Evidence, close
 
 _MAX_CHANNELS = 4096
 
@@ -36,6 +36,6 @@ def check(ev: Evidence) -> str | None:
         return None
     moved = [(int(j), int(i)) for j, i in enumerate(perm) if i != j]
     sample = ", ".join(f"{j}<-{i}" for j, i in moved[:4]) + (" ..." if len(moved) > 4 else "")
-    return (f"channel order: {len(moved)} output channels of {describe(ev.src_info)} hold other source channels "
+    return (f"channel order: {len(moved)} output channels of {ev.subject} hold other source channels "
             f"(destination<-source: {sample}): the output-channel order of its weights and bias differs; "
             "reorder the kernel's output axis (and the bias) to the source's order")

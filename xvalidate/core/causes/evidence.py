@@ -16,7 +16,8 @@ class Evidence:
     src:      the source tensor (float64); dst: the destination tensor in the source's layout
               (float64, None when no layout makes the shapes agree); dst_raw: as captured.
     src_info, dst_info: the LayerInfo of each side (may be None); rows: {source layer: LayerResult};
-    kernels: (source, destination) convolution kernels behind the pair, when both sides have one."""
+    kernels: (source, destination) convolution kernels behind the pair, when both sides have one;
+    folded: the source Conv the destination folded into this BatchNorm (a "fused" pair), if any."""
 
     src: np.ndarray
     dst: np.ndarray | None
@@ -25,6 +26,14 @@ class Evidence:
     dst_info: Any = None
     rows: Mapping[str, Any] = field(default_factory=dict)
     kernels: tuple[np.ndarray, np.ndarray] | None = None  # the (source, destination) convolution kernels
+    folded: Any = None  # the source Conv's LayerInfo when the destination folded it into this BatchNorm
+
+    @property
+    def subject(self) -> str:
+        """The layer(s) that compute this tensor, for the cause sentence."""
+        if self.folded is not None:
+            return f"{describe(self.folded)} (folded with {describe(self.src_info)})"
+        return describe(self.src_info)
 
     @property
     def kinds(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, describe
+from xvalidate.core.causes.evidence import Evidence
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,10 +27,10 @@ def check(ev: Evidence) -> str | None:
         return None
     spatial = "x".join(str(d) for d in src.shape[2:])
     if src.shape[2] == src.shape[3] and _agreement(src.transpose(0, 1, 3, 2), dst) > 0.999:
-        return (f"kernel transposed: the destination's {spatial} kernel of {describe(ev.src_info)} is the source's "
+        return (f"kernel transposed: the destination's {spatial} kernel of {ev.subject} is the source's "
                 "with its two spatial axes swapped (HWIO read as WHIO): transpose the kernel's spatial axes when "
                 "copying it")
     if _agreement(src[:, :, ::-1, ::-1], dst) > 0.999:
-        return (f"kernel flipped: the destination's {spatial} kernel of {describe(ev.src_info)} is the source's "
+        return (f"kernel flipped: the destination's {spatial} kernel of {ev.subject} is the source's "
                 "rotated by 180 degrees (convolution vs cross-correlation): flip it when copying it")
     return None

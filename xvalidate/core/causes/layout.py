@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, close, describe
+from xvalidate.core.causes.evidence import Evidence, close
 
 
 def axes(ev: Evidence) -> str | None:
@@ -14,7 +14,7 @@ def axes(ev: Evidence) -> str | None:
         return None
     for perm in itertools.permutations(range(1, src.ndim)):
         if perm != tuple(range(1, src.ndim)) and close(src.transpose((0,) + perm).reshape(dst.shape), dst):
-            return (f"layout: the destination holds the output of {describe(ev.src_info)} with its axes in another "
+            return (f"layout: the destination holds the output of {ev.subject} with its axes in another "
                     f"order (per-sample axis order {perm}): an NHWC/NCHW mix-up; transpose the input or the "
                     "weights to the destination's layout")
     return None
@@ -23,6 +23,6 @@ def axes(ev: Evidence) -> str | None:
 def multiset(ev: Evidence) -> str | None:
     src, dst = ev.src, ev.dst
     if dst is not None and src.size > 1 and close(np.sort(src, axis=None), np.sort(dst, axis=None)) and not close(src, dst):
-        return (f"flatten order: the destination holds the values of {describe(ev.src_info)} in another order: a "
+        return (f"flatten order: the destination holds the values of {ev.subject} in another order: a "
                 "Flatten or reshape over a different layout (NCHW vs NHWC element order)")
     return None

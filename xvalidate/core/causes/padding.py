@@ -40,7 +40,7 @@ def shift(ev: Evidence) -> str | None:
         if close(src_part, dst_part) and not close(ev.src, ev.dst):
             moved = " and ".join(p for p in (f"{abs(dy)} row" if dy else "", f"{abs(dx)} column" if dx else "") if p)
             where = "down/right" if dy >= 0 and dx >= 0 else "up/left" if dy <= 0 and dx <= 0 else "diagonally"
-            return (f"padding placement: the destination output of {describe(ev.src_info)} is the source's shifted "
+            return (f"padding placement: the destination output of {ev.subject} is the source's shifted "
                     f"by {moved} ({where}): the same amount of padding is put on other sides. TensorFlow's 'same' "
                     "pads the extra row/column at the bottom/right (stride 2 on even sizes, even kernels), others "
                     "pad symmetrically: give the destination explicit pads [top, left, bottom, right] that match "
@@ -57,7 +57,7 @@ def border(ev: Evidence) -> str | None:
     inner[h], inner[w] = slice(1, -1), slice(1, -1)
     inner = tuple(inner)
     if close(ev.src[inner], ev.dst[inner]) and not close(ev.src, ev.dst):
-        return (f"padding: only the border rows and columns of {describe(ev.src_info)} differ: the two sides pad "
+        return (f"padding: only the border rows and columns of {ev.subject} differ: the two sides pad "
                 "differently (the amount, or where the extra row/column goes for an even kernel or a stride)")
     return None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, close, describe
+from xvalidate.core.causes.evidence import Evidence, close
 
 
 def check(ev: Evidence) -> str | None:
@@ -25,5 +25,5 @@ def check(ev: Evidence) -> str | None:
         fix = "count_include_pad=True"
     else:
         return None
-    return (f"average pooling: only the border of {describe(ev.src_info)} differs, by the factor of the padded "
+    return (f"average pooling: only the border of {ev.subject} differs, by the factor of the padded "
             f"cells ({ratio_corner:.3g} at the corner): {side}; set {fix} in the destination")

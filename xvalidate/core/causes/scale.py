@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xvalidate.core.causes.evidence import Evidence, close, describe
+from xvalidate.core.causes.evidence import Evidence, close
 
 
 def check(ev: Evidence) -> str | None:
@@ -31,9 +31,9 @@ def check(ev: Evidence) -> str | None:
     where = f"{len(off)} of {len(scale)} channels"
     if "bn" in ev.kinds:
         eps = (ev.src_info.attrs or {}).get("epsilon")
-        return (f"batchnorm: the destination output of BatchNorm layer {describe(ev.src_info)} is a per-channel scale and shift "
+        return (f"batchnorm: the destination output of BatchNorm layer {ev.subject} is a per-channel scale and shift "
                 f"of the source's ({where}; {ranges}): its moving mean/variance, epsilon"
                 f"{f' (source {eps})' if eps is not None else ''} or gamma/beta differ; copy them exactly")
-    return (f"per-channel scale: the destination output of {describe(ev.src_info)} is a per-channel scale and shift "
+    return (f"per-channel scale: the destination output of {ev.subject} is a per-channel scale and shift "
             f"of the source's ({where}; {ranges}): a BatchNorm folded in on one side only, its statistics or "
             "epsilon, or weights scaled per output channel")
