@@ -65,8 +65,10 @@ def test_a_killed_worker_names_memory():
 
 
 def test_a_worker_past_its_time_limit_is_stopped():
-    worker = Worker("onnx", timeout=1)
+    worker = Worker("onnx")
     try:
+        assert worker.call("operator:add", 1, 1) == 2  # started: the limit below is spent in the call
+        worker.timeout = 1
         with pytest.raises(WorkerError, match=r"no answer within 1 s while running time:sleep; stopped it"):
             worker.call("time:sleep", 30)
         assert not worker.alive()
@@ -119,3 +121,21 @@ def test_a_result_that_cannot_be_pickled_is_an_error_not_a_dead_worker():
         assert worker.call("operator:add", 2, 3) == 5
     finally:
         worker.close()
+
+
+def test_a_worker_started_by_the_main_thread_dies_with_its_parent_even_when_busy():
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = ("import time\nfrom xvalidate.worker import Worker\nw = Worker('onnx')\nprint(w.process.pid, flush=True)\n"
+              "w.call('re:match', r'(a+)+$', 'a' * 64 + 'b')\n")  # backtracking in C: the GIL stays held
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(1.0)
+    assert worker.is_running()
+    parent.kill()
+    parent.wait()
+    worker.wait(2)  # raises TimeoutExpired if it outlives its parent by 2 s

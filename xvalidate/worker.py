@@ -161,7 +161,8 @@ class Worker:
         env = dict(os.environ, **_WORKER_ENV)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter, str(os.getpid())],
+            [sys.executable, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter, str(os.getpid()),
+             "main" if threading.current_thread() is threading.main_thread() else "thread"],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
         )
         child_sock.close()
@@ -459,9 +460,24 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _serve(fd: int, adapter_name: str, parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, busy or not. The kernel ties this
+    to the thread that started us, so the parent asks for it only when its main thread did."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # it died before the call
+        os._exit(0)
+
+
+def _serve(fd: int, adapter_name: str, parent_pid: int, started_by: str = "thread") -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if started_by == "main" and sys.platform.startswith("linux"):
+        _die_with_parent(parent_pid)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()  # and when the GIL is free
     conn = Connection(fd)
     server = None
     while True:
@@ -505,4 +521,4 @@ def _serve(fd: int, adapter_name: str, parent_pid: int) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
