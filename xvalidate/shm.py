@@ -62,10 +62,10 @@ def stale_files(directories: tuple[str | None, ...] = (SHM_DIR, tempfile.gettemp
     return found
 
 
-def clean_stale_files() -> tuple[int, int]:
+def clean_stale_files(directories: tuple[str | None, ...] | None = None) -> tuple[int, int]:
     """Remove the files `stale_files()` finds; return (files removed, bytes freed)."""
     count = size = 0
-    for path in stale_files():
+    for path in stale_files() if directories is None else stale_files(directories):
         try:
             nbytes = path.stat().st_size
             path.unlink()
