@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from xvalidate.errors import InputFileError, InputShapeError
+from xvalidate.errors import InputFileError, InputShapeError, WorkerError
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
 from xvalidate_adapters.common import check_input, input_arrays, layout_for_rank, pick_layers
 
@@ -68,6 +68,8 @@ class MXNetModel:
     input_shape: tuple | None = None
     input_layout: str = "NCHW"
     executors: dict = field(default_factory=dict)
+    more_inputs: list = field(default_factory=list)  # InputInfo of the data inputs after the first
+    input_dtype: str = "float32"  # an integer input (token ids) imported from ONNX keeps its type
 
 
 @dataclass
@@ -143,11 +145,18 @@ class MXNetAdapter(Adapter):
             else:
                 arg_params[name if kind == "arg" else key] = value
         free = [a for a in symbol.list_arguments() if a not in arg_params and not a.endswith("_label")]
-        if len(free) != 1:
-            raise InputFileError(f"{symbol_path}: expected one data input without a value in {params_path.name}, "
-                                 f"found {len(free)}: {', '.join(free[:5])}")
-        model = MXNetModel(symbol, arg_params, aux_params, str(symbol_path), free[0])
         hint = _read_input_hint(symbol_path)
+        listed = {i.get("name"): i for i in hint.get("inputs", [])}
+        if len(free) != 1 and set(free) != set(listed):
+            raise InputFileError(f"{symbol_path}: expected one data input without a value in {params_path.name}, "
+                                 f"found {len(free)}: {', '.join(free[:5])} (a model with several inputs needs "
+                                 f"them listed in {input_hint_path(symbol_path).name})")
+        model = MXNetModel(symbol, arg_params, aux_params, str(symbol_path), free[0])
+        if len(free) > 1:
+            hint = listed[free[0]]
+            model.more_inputs = [InputInfo(n, (None, *listed[n]["shape"][1:]), listed[n].get("dtype", "float32"),
+                                           listed[n]["layout"]) for n in free[1:]]
+        model.input_dtype = listed.get(free[0], {}).get("dtype", "float32")
         model.input_layout = hint.get("layout") or _input_layout(symbol, free[0])
         shape = input_shape or hint.get("shape")
         model.input_shape = (None, *shape[1:]) if shape else _guess_input_shape(model)
@@ -158,7 +167,7 @@ class MXNetAdapter(Adapter):
         graph = _graph(model.symbol)
         shapes = _infer_shapes(model)
         name_of = {(op.node_index, op.output_index): op.name for op in graph.ops}
-        layouts = {model.input_name: model.input_layout}
+        layouts = {model.input_name: model.input_layout, **{i.name: i.layout for i in model.more_inputs}}
         infos = []
         for op in graph.ops:
             attrs = {k: _parse(v) for k, v in op.node.get("attrs", {}).items()}
@@ -195,19 +204,24 @@ class MXNetAdapter(Adapter):
         layout = model.input_layout
         if len(shape) != 4 and layout in ("NCHW", "NHWC"):  # the image default: other ranks by what reads it
             layout = _sequence_layout(model.symbol, model.input_name) if len(shape) == 3 else layout_for_rank(len(shape))
-        return InputInfo(name=model.input_name, shape=tuple(shape), dtype="float32", layout=layout)
+        return InputInfo(name=model.input_name, shape=tuple(shape), dtype=model.input_dtype, layout=layout)
+
+    def inputs_info(self, model: MXNetModel) -> list[InputInfo]:
+        return [self.input_info(model), *model.more_inputs]
 
     # ---------------------------------------------------------------- running
     def run(self, model: MXNetModel, x: np.ndarray | dict, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         import mxnet as mx
 
-        if isinstance(x, dict):  # {input name: array} for the one data input
-            x = input_arrays(x, [self.input_info(model)], model.source)[model.input_name]
+        more = {}
+        if isinstance(x, dict) or model.more_inputs:  # {input name: array}
+            more = input_arrays(x, self.inputs_info(model), model.source)
+            x = more.pop(model.input_name)
         expected = model.input_shape or (None,) * x.ndim
         check_input(x, (None, *expected[1:]), model.source)
         ops = _graph(model.symbol).ops
         chosen = pick_layers([op.name for op in ops], layers, model.source)
-        key = (x.shape, tuple(chosen))
+        key = (x.shape, *(a.shape for a in more.values()), tuple(chosen))
         exe = model.executors.get(key)
         if exe is None:
             position = {op.name: op.position for op in ops}
@@ -215,7 +229,10 @@ class MXNetAdapter(Adapter):
             # by position, not by name: a reused block makes several nodes with one name
             group = mx.sym.Group([internals[position[n]] for n in chosen])
             args = {name: model.arg_params[name] for name in group.list_arguments() if name in model.arg_params}
-            args[model.input_name] = mx.nd.zeros(x.shape)
+            dtypes = {info.name: info.dtype for info in self.inputs_info(model)}
+            args[model.input_name] = mx.nd.zeros(x.shape, dtype=dtypes[model.input_name])
+            args.update((name, mx.nd.zeros(a.shape, dtype=dtypes[name]))
+                        for name, a in more.items() if name in group.list_arguments())
             for name in group.list_arguments():  # labels of SoftmaxOutput heads: unused at inference
                 if name not in args:
                     args[name] = mx.nd.zeros((x.shape[0],))
@@ -227,8 +244,15 @@ class MXNetAdapter(Adapter):
                 raise InputShapeError(f"{model.source}: cannot run on an input of shape {tuple(x.shape)} "
                                       f"({_first_line(exc)})") from None
             model.executors = {key: exe}  # one executor at a time: a new shape or layer set binds again
-        exe.arg_dict[model.input_name][:] = x.astype(np.float32, copy=False)
-        outputs = exe.forward(is_train=False)
+        exe.arg_dict[model.input_name][:] = x.astype(exe.arg_dict[model.input_name].dtype, copy=False)
+        for name, a in more.items():
+            if name in exe.arg_dict:
+                exe.arg_dict[name][:] = a.astype(exe.arg_dict[name].dtype, copy=False)
+        try:
+            outputs = exe.forward(is_train=False)
+            outputs[0].wait_to_read()
+        except mx.base.MXNetError as exc:  # an op MXNet cannot run as given (1-D global pooling on oneDNN...)
+            raise WorkerError(f"{model.source}: MXNet cannot run the model ({_first_line(exc)})") from None
         # the executor reuses its output arrays on the next forward: copy them out
         return {name: out.asnumpy() for name, out in zip(chosen, outputs)}
 
@@ -278,9 +302,15 @@ def input_hint_path(symbol_path: str | Path) -> Path:
     return Path(prefix + "-input.json")
 
 
-def write_input_hint(symbol_path: str | Path, name: str | None, shape: Sequence[int | None], layout: str) -> None:
-    """Record the input shape and layout of a model beside its symbol file."""
-    input_hint_path(symbol_path).write_text(json.dumps({"name": name, "shape": list(shape), "layout": layout}))
+def write_input_hint(symbol_path: str | Path, name: str | None, shape: Sequence[int | None], layout: str,
+                     inputs: Sequence[dict] | None = None) -> None:
+    """Record the input shape and layout of a model beside its symbol file; `inputs` lists every
+    input ({"name", "shape", "layout"}) of a model with several."""
+    hint = {"name": name, "shape": list(shape), "layout": layout}
+    if inputs:
+        hint["inputs"] = [{"name": i["name"], "shape": list(i["shape"]), "layout": i["layout"],
+                           "dtype": i.get("dtype", "float32")} for i in inputs]
+    input_hint_path(symbol_path).write_text(json.dumps(hint))
 
 
 def _read_input_hint(symbol_path: Path) -> dict:
@@ -359,8 +389,9 @@ def _infer_shapes(model: MXNetModel) -> dict[int, tuple]:
     results = []
     for size in _PROBE_SIZES:
         probe = (1, *(size if d is None else int(d) for d in model.input_shape[1:]))
+        probes = {i.name: (1, *(size if d is None else int(d) for d in i.shape[1:])) for i in model.more_inputs}
         try:
-            _, shapes, _ = internals.infer_shape(**{model.input_name: probe})
+            _, shapes, _ = internals.infer_shape(**{model.input_name: probe}, **probes)
         except Exception:  # MXNetError: shape inference is a nicety, run() reports real shapes
             return {}
         if shapes is None:

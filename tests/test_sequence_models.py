@@ -103,3 +103,91 @@ def test_cli_takes_an_npz_of_named_inputs_and_names_a_bad_one(zoo, tmp_path):
     refused = CliRunner().invoke(main, ["compare", zoo["two_inputs"], zoo["two_inputs"], "--src", "keras", "--dst",
                                         "keras", "--input", str(bad)])
     assert refused.exit_code == 2 and "input 'right'" in refused.output and "Traceback" not in refused.output
+
+
+def test_two_inputs_through_onnx_into_mxnet(zoo):
+    """MXNet's symbol imported from ONNX has two data inputs; the route records both beside it."""
+    report = xvalidate.validate(zoo["two_inputs"], src="keras", dst="mxnet", via="onnx", cache=False, batch=2)
+    _all_paired_and_passing(report)
+    infos = get_worker("mxnet").inputs_info(report.dst_model)
+    assert [(i.name, i.shape) for i in infos] == [("left", (None, 8)), ("right", (None, 4))]
+
+
+# ---------------------------------------------------------------- LSTM gate order (run in workers)
+def keras_lstm(seed: int = 0) -> dict:
+    """An LSTM(6, return_sequences) on (5, 3) inputs: its Keras weights, an input and its output."""
+    from xvalidate.models.keras_zoo import _keras
+
+    keras = _keras(seed)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(6, return_sequences=True, name="lstm")])
+    model.layers[0].set_weights([w + np.random.default_rng(seed).normal(0, 0.3, w.shape).astype(np.float32)
+                                 for w in model.layers[0].get_weights()])  # a bias that is not all 0/1
+    x = np.random.default_rng(seed + 1).standard_normal((2, 5, 3)).astype(np.float32)
+    kernel, recurrent, bias = model.layers[0].get_weights()
+    return {"x": x, "kernel": kernel, "recurrent": recurrent, "bias": bias, "out": model(x).numpy()}
+
+
+def swap_lstm_gates(onnx_path: str, out_path: str) -> str:
+    """The converter bug: the ONNX LSTM's W, R and B blocks put back into Keras's i, f, c, o order."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_path)
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    inits = {i.name: i for i in model.graph.initializer}
+    for name in [n for n in node.input[1:4] if n in inits]:
+        arr = numpy_helper.to_array(inits[name])
+        blocks = np.split(arr, 4 if name != node.input[3] else 8, axis=1)
+        order = [0, 2, 3, 1]  # ONNX i, o, f, c -> Keras i, f, c, o
+        blocks = [blocks[k] for k in order] + ([blocks[4 + k] for k in order] if len(blocks) == 8 else [])
+        inits[name].CopyFrom(numpy_helper.from_array(np.concatenate(blocks, axis=1), name))
+    onnx.save(model, out_path)
+    return out_path
+
+
+def lstm_node_weights(onnx_path: str) -> list:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_path)
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return [inits[n][0] for n in node.input[1:4]]  # the one direction of W, R, B
+
+
+def _onnx_blocks(a: np.ndarray) -> np.ndarray:
+    """Keras gate blocks (i, f, c, o) along the last axis -> ONNX (i, o, f, c) along the first."""
+    i, f, c, o = np.split(a, 4, axis=-1)
+    return np.concatenate([i, o, f, c], axis=-1).T
+
+
+def test_numpy_lstm_matches_keras_and_names_a_swapped_gate_order():
+    from xvalidate.core.causes.lstm_gates import describe, gate_order, lstm_forward
+
+    k = get_worker("keras").call("test_sequence_models:keras_lstm")
+    W, R = _onnx_blocks(k["kernel"]), _onnx_blocks(k["recurrent"])
+    B = np.concatenate([_onnx_blocks(k["bias"][None])[:, 0], np.zeros(24)])
+    seq, last, _ = lstm_forward(k["x"], W, R, B)
+    np.testing.assert_allclose(seq, k["out"], rtol=1e-5, atol=1e-6)
+    assert gate_order(k["x"], k["out"], W, R, B) is None  # right weights: no gate-order cause
+    found = gate_order(k["x"], k["out"], k["kernel"].T, k["recurrent"].T, np.concatenate([k["bias"], np.zeros(24)]))
+    assert found == "ifco" and "Keras's order" in describe(found)
+    assert gate_order(k["x"], k["out"] + 1.0, W[::-1], R, B) is None  # nothing reproduces it: no claim
+
+
+def test_planted_gate_order_fault_is_localized_to_the_lstm(zoo, tmp_path):
+    from xvalidate.core.causes.lstm_gates import gate_order
+
+    good = xvalidate.validate(zoo["text_classifier"], src="keras", dst="onnx", via="onnx", keep=str(tmp_path / "k"))
+    bad = get_worker("onnx").call("test_sequence_models:swap_lstm_gates", good.artifacts["onnx"],
+                                  str(tmp_path / "swapped.onnx"))
+    # the route's pairing of the LSTM (its output is a Transpose, which name matching alone skips)
+    lstm_dst = next(r.dst for r in good.layers if r.src == "lstm")
+    report = xvalidate.compare(zoo["text_classifier"], bad, src="keras", dst="onnx", batch=2,
+                               layer_map={"lstm": lstm_dst})
+    assert not report.passed and report.first_divergence.src == "lstm"
+    assert [r.src for r in report.layers if r.passed] == ["emb"]
+    x = np.random.default_rng(3).integers(0, 100, (2, 20)).astype(np.int32)
+    src = xvalidate.run("keras", zoo["text_classifier"], x, ["emb", "lstm"])
+    W, R, B = get_worker("onnx").call("test_sequence_models:lstm_node_weights", bad)
+    assert gate_order(src["emb"], src["lstm"], W, R, B) == "ifco"

@@ -45,8 +45,10 @@ class OnnxRoute(Route):
             return Conversion(made["onnx"], _tuples(hints), artifacts, seconds)
         mxnet = get_worker(dst)
         built = mxnet.call(f"{STEPS}:onnx_to_mxnet", made["onnx"], str(out_dir / "mxnet"))
-        source_input = keras.input_info(source)  # tf2onnx keeps the Keras input layout inside the graph
-        write_input_hint(built["symbol"], source_input.name, list(source_input.shape), source_input.layout)
+        source_inputs = keras.inputs_info(source)  # tf2onnx keeps the Keras inputs' names and layouts
+        first = source_inputs[0]
+        write_input_hint(built["symbol"], first.name, list(first.shape), first.layout,
+                         [i.to_dict() for i in source_inputs])
         mxnet_names = [info.name for info in mxnet.layers(built["symbol"])]
         hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names, mxnet_names)
         seconds["to_mxnet"] = built["seconds"]
