@@ -150,7 +150,8 @@ class Targets:
                 continue
             if any(o.name == row.dst for o in self.model.graph.output):
                 continue
-            out.append((row.dst, [row.src, *after]))
+            folded = [r.src for r in self.rows if r.match == "fused" and set(self.src[r.src].inputs) & set(after)]
+            out.append((row.dst, [row.src, *after, *folded]))
         return out
 
 

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from xvalidate.core.pairing import drop_impossible, explain_unmatched, finding_shapes, shapes_compatible
+from xvalidate.core.pairing import drop_impossible, explain_unmatched, finding_shapes, order_calls, shapes_compatible
 from xvalidate.errors import UnknownLayerError
 
 __all__ = ["ACTIVATIONS", "Alignment", "Pair", "align", "finding_shapes", "normalize", "shapes_compatible"]
@@ -126,6 +126,7 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
     if not any("bn" in info.kinds for info in dst_layers):
         _move_to_folded_bn(src_layers, found)
     _propagate(src_layers, dst_layers, found, taken, src_shapes, dst_shapes)
+    order_calls(src_layers, dst_layers, found)
     before = {name: pair.dst for name, pair in found.items()}
     reasons = drop_impossible(src_layers, dst_layers, found, src_shapes, dst_shapes, TRUSTED_MATCHES)
     rejected = {name: before[name] for name in reasons}

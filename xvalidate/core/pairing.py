@@ -3,10 +3,13 @@
 - `shapes_compatible`: whether two shapes can hold the same values under a layout transform;
 - `finding_shapes`: whether two shapes differ the way a real fault makes them differ (padding, layout);
 - `drop_impossible`: removes the pairs that cannot be compared (see xvalidate.core.align);
-- `explain_unmatched`: a reason for every source layer left without a partner.
+- `explain_unmatched`: a reason for every source layer left without a partner;
+- `order_calls`: the calls of one layer (name, name@1...) given the partners their inputs call for.
 """
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Mapping
 
 from xvalidate.core import layout
@@ -52,7 +55,7 @@ def drop_impossible(src_layers, dst_layers, found: dict, src_shapes, dst_shapes,
         del found[info.name]
         reasons[info.name] = (f"its {pair.match} partner {pair.dst!r} has shape {_fmt(b)} where it has "
                               f"{_fmt(a)}: no layout makes them comparable")
-    ancestors, position = _ancestors(dst_layers)
+    bits, position = ancestors(dst_layers)
     src_by_name = {i.name: i for i in src_layers}
     for info in src_layers:
         pair = found.get(info.name)
@@ -60,7 +63,7 @@ def drop_impossible(src_layers, dst_layers, found: dict, src_shapes, dst_shapes,
             continue
         for producer in nearest_paired(info.name, src_by_name, found):
             partner = found[producer].dst
-            if partner in position and not ancestors.get(pair.dst, 0) >> position[partner] & 1:
+            if partner in position and not bits.get(pair.dst, 0) >> position[partner] & 1:
                 del found[info.name]
                 reasons[info.name] = (f"its structural partner {pair.dst!r} does not descend from {partner!r}, "
                                       f"the partner of its input {producer!r}: the branches differ")
@@ -90,7 +93,7 @@ def nearest_paired(name: str, src_by_name: Mapping, paired: Mapping) -> list[str
     return out
 
 
-def _ancestors(dst_layers) -> tuple[dict[str, int], dict[str, int]]:
+def ancestors(dst_layers) -> tuple[dict[str, int], dict[str, int]]:
     """({dst layer: its ancestors as a bit set (an int) over positions}, {dst layer: position})."""
     position = {info.name: i for i, info in enumerate(dst_layers)}
     bits: dict[str, int] = {}
@@ -126,3 +129,33 @@ def explain_unmatched(src_layers, found: Mapping, reasons: dict[str, str], skipp
         else:
             reasons[info.name] = ("no destination tensor carries its name, and none of a compatible shape and "
                                   "kind stands in its place in the graph")
+
+
+_CALL = re.compile(r"@\d+")
+
+
+def order_calls(src_layers, dst_layers, found: dict) -> None:
+    """Calls of one source layer ("name", "name@1"...; "outer@1/inner" inside a nested model called
+    twice) are alike in every way but their inputs, so names cannot tell their partners apart. Give
+    them the permutation of their partners under which each partner descends from the partners of
+    its call's inputs (`found` edited in place); leave them when none or several do."""
+    groups: dict[str, list[str]] = {}
+    for info in src_layers:
+        if info.name in found:
+            groups.setdefault(_CALL.sub("", info.name), []).append(info.name)
+    groups = {base: names for base, names in groups.items() if len(names) > 1 and len(names) <= 6}
+    if not groups:
+        return
+    bits, position = ancestors(dst_layers)
+    src_by_name = {info.name: info for info in src_layers}
+
+    def fits(name: str, dst: str) -> bool:
+        return all(found[p].dst in position and bits.get(dst, 0) >> position[found[p].dst] & 1
+                   for p in nearest_paired(name, src_by_name, found))
+
+    for names in groups.values():
+        partners = [found[n].dst for n in names]
+        good = [perm for perm in itertools.permutations(partners) if all(fits(n, d) for n, d in zip(names, perm))]
+        if len(good) == 1 and list(good[0]) != partners:
+            for name, dst in zip(names, good[0]):
+                found[name] = type(found[name])(name, dst, found[name].match)

@@ -57,8 +57,45 @@ def keras_onnx_hints(onnx_path: str, keras_layer_names: Iterable[str]) -> Hints:
     names = set(keras_layer_names)
     graph = _load_graph(onnx_path)
     multi = {n.rpartition(":")[0] for n in names if _PORT.search(n)} - names
-    hints = _keras_hints(graph, names | multi)
+    calls = _repeated_calls(names)
+    hints = _keras_hints(graph, names | multi | set(calls), split=set(calls))
+    hints = _spread_calls(hints, calls)
     return {t: pair for t, pair in hints.items() if pair[0] not in multi} | _rnn_output_hints(graph, multi, names | multi)
+
+
+_CALL = re.compile(r"@\d+")
+_OP_SUFFIX = re.compile(r"_(\d+)$")
+
+
+def _repeated_calls(names: Iterable[str]) -> dict[str, list[str]]:
+    """{layer: its capture names, first call first} for layers captured more than once ("name",
+    "name@1"...; inside a nested model called twice, "outer/inner" and "outer@1/inner")."""
+    calls: dict[str, list[str]] = {}
+    for name in names:
+        base = _CALL.sub("", name)
+        if base != name:
+            calls.setdefault(base, [base])
+            calls[base].append(name)
+    return {base: sorted(set(found), key=lambda n: [int(k) for k in re.findall(r"@(\d+)", n)]) for base, found in calls.items()}
+
+
+def _spread_calls(hints: Hints, calls: Mapping[str, list[str]]) -> Hints:
+    """Hints of a repeated layer's calls ("layer#k": TensorFlow numbers the ops of the k-th traced call
+    Relu, Relu_1...) given to its capture names in that order. The order TensorFlow traced the calls
+    in is not always the order they were made: the aligner checks each pair against the graph and
+    swaps the calls of one layer where their inputs say so."""
+    out: Hints = {}
+    found: dict[str, list[tuple[int, str, str]]] = {}
+    for tensor, (layer, how) in hints.items():
+        base, sep, k = layer.rpartition("#")
+        if sep and base in calls:
+            found.setdefault(base, []).append((int(k), tensor, how))
+        else:
+            out[tensor] = (layer, how)
+    for base, tensors in found.items():
+        for name, (_, tensor, how) in zip(calls[base], sorted(tensors)):
+            out[tensor] = (name, how)
+    return out
 
 
 def mxnet_onnx_hints(onnx_path: str, symbol_path: str, keras_layer_names: Iterable[str],
@@ -112,7 +149,9 @@ def _load_graph(onnx_path: str):
     return onnx.load(str(onnx_path), load_external_data=False).graph
 
 
-def _keras_hints(graph, layer_names: set[str]) -> Hints:
+def _keras_hints(graph, layer_names: set[str], split: set[str] = frozenset()) -> Hints:
+    """{tensor: (layer, how)}; a layer in `split` (called several times) gets one tensor per op-name
+    suffix, as "layer#k" for the ops named Op_k (k 0 for no suffix)."""
     chosen: dict[str, tuple[str, str]] = {}  # layer -> (tensor, how); later tensors replace earlier ones
     constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     owner: dict[str, str] = {}  # tensor -> the layer whose computation it is part of
@@ -135,7 +174,11 @@ def _keras_hints(graph, layer_names: set[str]) -> Hints:
             layer = layer_in_name(tensor, layer_names) or _inherited_layer(node, owner, constants, moved, named_readers)
             if layer is not None:
                 owner[tensor] = layer
-                chosen[layer] = (tensor, "fused" if node_layer not in (None, layer) else "name")
+                key = layer
+                if layer in split:
+                    suffix = _OP_SUFFIX.search(_PORT.sub("", tensor).rsplit("/", 1)[-1])
+                    key = f"{layer}#{suffix.group(1) if suffix else 0}"
+                chosen[key] = (tensor, "fused" if node_layer not in (None, layer) else "name")
     _prefer_leaving_tensors(graph, owner, chosen, moved)
     return {tensor: (layer, how) for layer, (tensor, how) in chosen.items()}
 
