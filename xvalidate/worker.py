@@ -153,6 +153,7 @@ class Worker:
         self.adapter = adapter
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.phase = "starting"
+        self.stopped = False  # killed on purpose (Ctrl-C): waiting requests give up at once
         self._lock = threading.Lock()
         parent_sock, child_sock = socket.socketpair()
         log_fd, log_path = tempfile.mkstemp(prefix=f"xvalidate-{os.getpid()}-{adapter}-", suffix=".log")
@@ -238,6 +239,7 @@ class Worker:
 
     def kill(self) -> None:
         """Stop the worker at once (SIGKILL). Safe in a signal handler: takes no lock."""
+        self.stopped = True
         if self.process.poll() is None:
             try:
                 self.process.kill()
@@ -284,7 +286,9 @@ class Worker:
     def _answer(self, op: str) -> Any:
         deadline = time.monotonic() + self.timeout
         while True:
-            while not self._conn.poll(0.2):
+            while not self._conn.poll(0.1):
+                if self.stopped:  # the kernel may take a while to free a big process: do not wait for it
+                    raise errors.WorkerError(f"{self.adapter} worker stopped while {self.phase}")
                 if not self.alive():
                     raise self._death()
                 if time.monotonic() > deadline:
@@ -352,7 +356,7 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
             clean_stale_files()
             _cleaned = True
         worker = _workers.get(adapter)
-        if worker is None or not worker.alive():
+        if worker is None or not worker.alive() or worker.stopped:
             if worker is not None:
                 worker.close()  # a dead one: free what it held
             if adapter not in adapter_names():  # unknown names fail here, in the caller's process
