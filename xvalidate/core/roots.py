@@ -92,6 +92,15 @@ def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Map
                          f"before its {lacking}; add the {lacking} in the destination")
                 return unpaired_row(name, order[name], info, cause,
                                     f"no destination partner; {row.src!r} receives its input without it")
+    own = src_info.get(row.src)
+    if own is not None and own.kinds[-1] in ACTIVATIONS and row.src in src_t:
+        for name in kept.get("dst_above", []):  # its partner is not its output: is the value before it there?
+            moved = _in_source_layout(src_t[row.src], dst_t.get(name))
+            lacking = None if moved is None else activation.missing(moved, src_t[row.src])
+            if lacking:
+                row.cause = (f"activation: the destination lacks the {lacking} of {describe(own)}: tensor {name!r}, "
+                             f"above its partner {row.dst!r}, holds the value before it; add the {lacking}")
+                return row
     if any(src_info[n].kinds[-1] in ACTIVATIONS for n in ups.path if n in src_info):
         return None  # an activation between the two sides' producers: the edge checks would misread it
     partners = kept.get("partners", {})
