@@ -66,6 +66,8 @@ def test_rnn_sequence_output_and_final_state_pair_with_the_onnx_node_outputs(zoo
     assert rows["gru:0"].transform == "TNC->NTC" and rows["gru:0"].dst_shape == (10, 2, 8)
     assert rows["gru:1"].transform is None and rows["gru:1"].dst_shape == (2, 8)
     assert rows["label"].dst == "label" and rows["value"].dst == "value"  # both model outputs compared
+    assert [(o["src"], o["dst"], o["passed"]) for o in report.meta["outputs"]] == [
+        ("label", "label", True), ("value", "value", True)]
 
 
 def test_bidirectional_lstm_tagger_through_onnx(zoo):
@@ -79,7 +81,8 @@ def test_bidirectional_lstm_tagger_through_onnx(zoo):
 def test_keras_against_itself(zoo, name):
     report = xvalidate.compare(zoo[name], zoo[name], src="keras", dst="keras", batch=2)
     _all_paired_and_passing(report)
-    assert {r.match for r in report.layers} == {"name"} and report.layers[-1].metrics["max_abs"] == 0
+    # the same file on both sides; one side may run the traced capture, the other the eager one
+    assert {r.match for r in report.layers} == {"name"} and report.layers[-1].metrics["max_abs"] < 1e-6
 
 
 def test_run_refuses_a_bare_array_for_two_inputs(zoo):

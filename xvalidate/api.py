@@ -201,7 +201,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
         unmatched_reasons=dict(alignment.reasons), inputs={**input_desc, "chunk": largest},
         tolerances=tol.describe(), timings=timings,
         meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
-            "src": len(src_layers), "dst": len(dst_layers)}},
+            "src": len(src_layers), "dst": len(dst_layers)}, "outputs": _model_outputs(src_layers, rows)},
     )
     return report
 
@@ -224,6 +224,15 @@ def _kernel_pairs(src_worker, src_path: str, dst_worker, dst_path: str):
             return None
         return None if pair[0] is None or pair[1] is None else pair
     return kernels
+
+
+def _model_outputs(src_layers: Sequence, rows: Sequence) -> list[dict]:
+    """Each of the source model's outputs (layers whose attrs carry "model_output"), in output order, with
+    its partner and verdict: a model with several outputs has every one of them compared."""
+    by_src = {row.src: row for row in rows}
+    outputs = sorted((info.attrs["model_output"], info.name) for info in src_layers if "model_output" in info.attrs)
+    return [{"src": name, "dst": getattr(by_src.get(name), "dst", None), "passed": getattr(by_src.get(name), "passed", None),
+             "max_abs": (by_src[name].metrics or {}).get("max_abs") if name in by_src else None} for _, name in outputs]
 
 
 def _budget(memory_budget: float | None) -> int:
