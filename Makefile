@@ -34,6 +34,9 @@ bench: $(STAMP)
 coverage: $(STAMP)  # slow (about an hour): one model at a time, into docs/coverage.md and docs/coverage.json
 	XVALIDATE_WORKER_TIMEOUT=900 $(BIN)/python benchmarks/coverage.py
 
+faults: $(STAMP)  # slow (about 25 minutes): planted faults in 9 models and the seed-2 ports, into docs/faults.md
+	$(BIN)/python benchmarks/faults.py
+
 mutation: $(STAMP)  # not part of CI: mutmut over core, cache, worker, report, cli with the fast tests (docs/testing.md)
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,mutation]"
 	$(BIN)/python tools/mutation.py
