@@ -13,7 +13,6 @@ Layouts: 4-D tensors are NHWC (NCHW for layers with data_format="channels_first"
 """
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,12 +279,26 @@ def _is_graph_model(layer: Any) -> bool:
 
 def _calls(model: Any) -> list:
     """The model's layer calls (Keras nodes) in topological order, input layers left out: by
-    depth, and within a depth in the order of model.layers (which is then the order shown)."""
+    depth, and within a depth in the order of model.layers, then of the calls."""
     position = {id(layer): i for i, layer in enumerate(model.layers)}
     nodes = []
     for depth in sorted(model._nodes_by_depth, reverse=True):
-        nodes += sorted(model._nodes_by_depth[depth], key=lambda n: position.get(id(n.layer), -1))
+        nodes += sorted(model._nodes_by_depth[depth],
+                        key=lambda n: (position.get(id(n.layer), -1), _inbound_index(n)))
     return [n for n in nodes if not n.is_input]
+
+
+def _inbound_index(node: Any) -> int:
+    return next((i for i, other in enumerate(node.layer._inbound_nodes) if other is node), 0)
+
+
+def _call_numbers(calls: list) -> dict[int, int]:
+    """{id(node): k} where the node is the k-th call (from 0) of its layer in this model, in the order
+    the calls were made (the order TensorFlow numbers their ops: Relu, Relu_1...)."""
+    by_layer: dict[int, list] = {}
+    for node in calls:
+        by_layer.setdefault(id(node.layer), []).append(node)
+    return {id(node): k for nodes in by_layer.values() for k, node in enumerate(sorted(nodes, key=_inbound_index))}
 
 
 class _Same:
@@ -319,9 +332,10 @@ def _walk(model: Any, inputs: list | None, prefix: str, entries: list[_Entry], p
     inputs None: take the model's own tensors; else call every layer again on `inputs`."""
     import tensorflow as tf
 
-    calls = collections.Counter()
     tensors = None if inputs is None else {str(id(k)): _Same(v) for k, v in zip(model.inputs, inputs)}
-    for node in _calls(model):
+    calls = _calls(model)
+    number = _call_numbers(calls)
+    for node in calls:
         if tensors is None:
             args, kwargs, outputs = None, None, node.outputs
             flat_in = node.keras_inputs
@@ -331,9 +345,7 @@ def _walk(model: Any, inputs: list | None, prefix: str, entries: list[_Entry], p
         else:
             continue  # a call that does not descend from the model's inputs
         layer = node.layer
-        count = calls[layer.name]
-        calls[layer.name] += 1
-        name = prefix + layer.name + (f"@{count}" if count else "")
+        name = prefix + layer.name + (f"@{number[id(node)]}" if number[id(node)] else "")
         if tensors is not None and _is_graph_model(layer):
             outputs = _walk(layer, tf.nest.flatten(args), name + "/", entries, producer)
             outputs = outputs[0] if len(outputs) == 1 else outputs
