@@ -8,7 +8,8 @@ workers (`--when sent`: it holds an anonymous array file open while they run it)
 their outputs, over 500 MB, are back in the caller (`--when outputs`). For each: xvalidate files and bytes in
 /dev/shm and the temp directory after the kill, processes of the run still alive 3 s later,
 the exit code, how long the CLI took to exit, and the kernel's Shmem figure before and
-after (other programs on the machine move it too)."""
+after (other programs on the machine move it too). Files are counted when the run's processes
+held them open or mapped at the kill, or when their name carries one of the run's pids."""
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,28 @@ ROOT = Path(__file__).resolve().parent.parent
 XVALIDATE = [sys.executable, "-m", "xvalidate.cli"]
 
 
-def shm_files() -> dict[str, int]:
+def shm_paths(procs: list[psutil.Process]) -> set[str]:
+    """Named files in /dev/shm or the temp directory that these processes hold open or mapped."""
+    held = set()
+    for p in procs:
+        try:
+            for fd in os.listdir(f"/proc/{p.pid}/fd"):
+                held.add(os.readlink(f"/proc/{p.pid}/fd/{fd}"))
+            with open(f"/proc/{p.pid}/maps") as maps:
+                held.update(line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6)
+        except OSError:
+            continue
+    roots = ("/dev/shm/", tempfile.gettempdir() + "/")
+    return {h for h in held if h.startswith(roots) and "xvalidate" in h and not h.endswith("(deleted)")}
+
+
+def pid_named_files(pids: set[int]) -> dict[str, int]:
+    """xvalidate files named after one of `pids` (the fallback when memfd is missing)."""
     out = {}
     for directory in ("/dev/shm", tempfile.gettempdir()):
         for p in Path(directory).glob("xvalidate-*"):
-            if p.is_file():
+            parts = p.name.split("-")
+            if len(parts) > 2 and parts[1].isdigit() and int(parts[1]) in pids and p.is_file():
                 out[str(p)] = p.stat().st_size
     return out
 
@@ -56,14 +74,32 @@ def held_memfd_bytes(proc: psutil.Process) -> int | None:
     return sum(sizes) if sizes else None
 
 
+def mapped_bytes(proc: psutil.Process) -> int:
+    """Bytes of xvalidate's array files (anonymous or in /dev/shm) mapped into the caller."""
+    total, seen = 0, set()
+    try:
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and "xvalidate" in fields[5] and (fields[4], fields[0]) not in seen:
+                    seen.add((fields[4], fields[0]))
+                    start, end = (int(v, 16) for v in fields[0].split("-"))
+                    total += end - start
+    except OSError:
+        pass
+    return total
+
+
 def ready(proc: psutil.Process, when: str) -> bool:
-    """"sent": the batch is out to the workers; "outputs": their outputs (over 500 MB) are back."""
-    held = held_memfd_bytes(proc)
-    return held is not None and (when == "sent" or held > 500e6)
+    """"sent": the batch is out to the workers (an anonymous array file is open in the caller);
+    "outputs": their outputs, over 500 MB, are mapped in the caller."""
+    if when == "sent":
+        return held_memfd_bytes(proc) is not None
+    return mapped_bytes(proc) > 500e6
 
 
 def scenario(name: str, model: Path, batch: int, at: float, when: str, env: dict) -> dict:
-    before_files, before_kb = shm_files(), shmem_kb()
+    before_kb = shmem_kb()
     args = XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
                         "--batch", str(batch), "--json", str(model.parent / f"{name}.json")]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -74,7 +110,8 @@ def scenario(name: str, model: Path, batch: int, at: float, when: str, env: dict
         time.sleep(0.02)
     time.sleep(at)
     family = [ps] + ps.children(recursive=True)
-    peak_kb, held = shmem_kb(), held_memfd_bytes(ps) or 0
+    peak_kb, held = shmem_kb(), mapped_bytes(ps)
+    named = shm_paths(family)  # what a leak could leave behind: named files the run holds
     t_kill = time.monotonic()
     if name == "kill -9 caller":
         proc.send_signal(signal.SIGKILL)
@@ -86,14 +123,16 @@ def scenario(name: str, model: Path, batch: int, at: float, when: str, env: dict
     code = proc.wait(120)
     exit_s = time.monotonic() - t_kill
     time.sleep(3)
-    left = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    new_files = {k: v for k, v in shm_files().items() if k not in before_files}
+    alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    left = {p: os.path.getsize(p) for p in named if os.path.exists(p)}
+    left.update(pid_named_files({p.pid for p in family}))
     return {"scenario": name, "exit_code": code, "exit_seconds": round(exit_s, 2),
             "stderr": proc.stderr.read().decode(errors="replace").strip().splitlines()[-1:],
-            "files_left": len(new_files), "bytes_left": sum(new_files.values()), "processes_left": len(left),
+            "named_files_held_at_kill": len(named), "files_left": len(left), "bytes_left": sum(left.values()),
+            "processes_left": len(alive),
             "shmem_mb": {"before": before_kb // 1024, "at_kill": peak_kb // 1024, "after": shmem_kb() // 1024},
             "report_written": (model.parent / f"{name}.json").exists(), "killed_after_s": round(t_kill - start, 1),
-            "caller_held_mb_at_kill": round(held / 1e6)}
+            "caller_mapped_mb_at_kill": round(held / 1e6)}
 
 
 def main() -> None:

@@ -119,7 +119,8 @@ def test_loaders_fed_mutated_files_raise_only_xvalidate_errors_and_never_hang(se
             OUTCOMES[fmt]["hang"] += 1
             raise
         except XValidateError as exc:
-            kind = "worker crash" if type(exc).__name__ == "WorkerError" and "killed by" in str(exc) else type(exc).__name__
+            crashed = type(exc).__name__ == "WorkerError" and "killed by" in str(exc)
+            kind = f"worker crash ({str(exc).split('killed by ')[1].split()[0]})" if crashed else type(exc).__name__
             OUTCOMES[fmt][kind] += 1
             assert "\n" not in str(exc)
         except BaseException as exc:  # anything else fails the property
