@@ -164,3 +164,20 @@ def test_the_key_changes_with_library_versions(setup, monkeypatch):
         assert cache.cache_key(str(setup["model"]), "counting", "toy", "toy", {}) != key
     monkeypatch.setattr(cache, "version", lambda p: "9.9" if p == "somethingelse" else real(p))
     assert cache.cache_key(str(setup["model"]), "counting", "toy", "toy", {}) == key
+
+
+def test_two_concurrent_validates_of_one_keras_model_both_pass(tmp_path):
+    """The real thing: two CLI processes validating one Keras model through ONNX at once, one cache."""
+    from xvalidate.worker import get_worker
+
+    model = get_worker("keras").call("xvalidate.models.keras_zoo:save", "resnet_block", str(tmp_path / "block.h5"))
+    env = dict(os.environ, XVALIDATE_CACHE_DIR=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "xvalidate.cli", "validate", model, "--src", "keras", "--dst", "onnx", "--via", "onnx"]
+    procs = [subprocess.Popen(cmd + ["--json", str(tmp_path / f"r{i}.json")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
+    reports = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(2)]
+    assert sorted(r["meta"]["cache_hit"] for r in reports) == [False, True]
+    entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1 and cache.entry_intact(entries[0])
