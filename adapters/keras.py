@@ -135,7 +135,8 @@ class KerasAdapter(Adapter):
         from tensorflow import keras
 
         try:
-            model = keras.models.load_model(str(path), compile=False, safe_mode=not self.trust_model)
+            model = keras.models.load_model(str(path), compile=False, safe_mode=not self.trust_model,
+                                            custom_objects=_application_layers())
         except Exception as exc:  # h5py, zipfile and keras raise many types for a bad file
             raise InputFileError(f"{path}: not a readable Keras model ({_first_line(exc)})") from None
         _check_built(model, str(path))
@@ -257,6 +258,13 @@ def _conv_kernel(layer: Any) -> np.ndarray | None:
         kh, kw, c, m = w.shape
         return np.ascontiguousarray(w.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw))
     return None
+
+
+def _application_layers() -> dict:
+    """The keras.applications layers that Keras 2.12 cannot load by name (ConvNeXt's: unregistered)."""
+    from keras.applications import convnext
+
+    return {name: getattr(convnext, name) for name in ("LayerScale", "StochasticDepth") if hasattr(convnext, name)}
 
 
 def _check_built(model: Any, where: str) -> None:
