@@ -44,7 +44,19 @@ SCALAR_OPS = {("add", False): "_plus_scalar", ("add", True): "_plus_scalar",
 
 
 def _is_tensor(value) -> bool:
-    return type(value).__name__ in ("KerasTensor", "Tensor", "EagerTensor", "Variable", "ResourceVariable")
+    """A graph tensor (an output of another layer), not a constant."""
+    return type(value).__name__ == "KerasTensor"
+
+
+def _number(value) -> float | None:
+    """A Python number or a one-element constant tensor (`1.0 - x` holds an EagerTensor) as a float."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if hasattr(value, "numpy") and not _is_tensor(value):
+        array = value.numpy()
+        if array.size == 1 and array.dtype.kind in "fiu":
+            return float(array.reshape(-1)[0])
+    return None
 
 
 def _operands(layer) -> list:
@@ -83,12 +95,13 @@ def parser_handlers() -> dict:
         if all(tensors):
             node_for(self, source_node, tensor_op)
             return
-        numbers_at = [i for i, v in enumerate(operands) if isinstance(v, numbers.Real) and not isinstance(v, bool)]
+        values = [_number(v) for v in operands]
+        numbers_at = [i for i, v in enumerate(values) if v is not None]
         if len(operands) != 2 or sum(tensors) != 1 or len(numbers_at) != 1:
             kinds = ", ".join(type(v).__name__ for v in operands)
             raise NotImplementedError(f"tf.{symbol} on ({kinds}) (two tensors, or a tensor and a number, convert)")
         IR_node = node_for(self, source_node, "ScalarOp")
-        assign_IRnode_values(IR_node, {"op": scalar_op, "scalar": float(operands[numbers_at[0]]),
+        assign_IRnode_values(IR_node, {"op": scalar_op, "scalar": values[numbers_at[0]],
                                        "reverse": numbers_at[0] == 0})
 
     def rename_custom_scale(self, source_node):

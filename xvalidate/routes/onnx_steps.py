@@ -105,7 +105,8 @@ def onnx_to_mxnet(onnx_path: str, out_dir: str) -> dict:
     The graph is fixed on an in-memory copy first (the file is never changed): every initializer
     also listed as a graph input, opset-13 operands that the importer wants as attributes moved
     there. Opsets above 13 are refused. A padded AveragePool is imported so that it averages over
-    the real values only, as ONNX defines it (count_include_pad=0).
+    the real values only, as ONNX defines it (count_include_pad=0); Pad and Slice as ONNX defines
+    them (see xvalidate.routes.onnx_import_ops).
     Returns {"symbol", "params", "tensor_map", "inputs" ({name: shape, batch None}), "opset", "seconds"}."""
     import mxnet as mx
     from mxnet.contrib.onnx.onnx2mx.import_onnx import GraphProto
@@ -114,7 +115,7 @@ def onnx_to_mxnet(onnx_path: str, out_dir: str) -> dict:
     model = _importable_copy(_load_onnx(onnx_path), onnx_path)
     graph = GraphProto()
     try:
-        with _average_pool_fixed(), mx.name.NameManager():  # fresh counters: convolution0, ... in every call
+        with _translations_fixed(), mx.name.NameManager():  # fresh counters: convolution0, ... in every call
             sym, arg_params, aux_params = graph.from_onnx(model.graph, opset_version=_opset(model))
     except NotImplementedError as exc:  # "Operator X not implemented."
         raise UnsupportedLayerError(f"{onnx_path}: MXNet's ONNX importer: {_first_line(exc)}") from exc
@@ -202,18 +203,22 @@ def _operands_to_attributes(graph, onnx_path: str) -> None:
 
 
 @contextmanager
-def _average_pool_fixed():
+def _translations_fixed():
     """While importing, translate AveragePool with `_average_pool` (the importer's own one pads with
     zeros and averages over them too, ignoring count_include_pad=0: Keras' padding="same" average
-    pooling, as in InceptionV3, comes out wrong at the borders)."""
+    pooling, as in InceptionV3, comes out wrong at the borders), and Pad and Slice with
+    xvalidate.routes.onnx_import_ops."""
     from mxnet.contrib.onnx.onnx2mx._import_helper import _convert_map
 
-    original = _convert_map["AveragePool"]
-    _convert_map["AveragePool"] = _average_pool
+    from xvalidate.routes.onnx_import_ops import TRANSLATIONS
+
+    fixed = {"AveragePool": _average_pool, **TRANSLATIONS}
+    original = {op: _convert_map[op] for op in fixed}
+    _convert_map.update(fixed)
     try:
         yield
     finally:
-        _convert_map["AveragePool"] = original
+        _convert_map.update(original)
 
 
 def _average_pool(attrs, inputs, proto_obj):
@@ -241,6 +246,7 @@ def _node_at_failure(graph, model) -> str:
 def mxnet_to_onnx(symbol_path: str, params_path: str, input_shape: list[int], out_path: str) -> dict:
     """Export an MXNet checkpoint (symbol JSON + params, keys with or without arg:/aux:) to ONNX with
     `mx.onnx.export_model` for one float32 input of `input_shape`; the batch dimension stays free.
+    The gamma of a BatchNorm with fix_gamma is exported as ones, as MXNet computes it.
     Returns {"onnx": out_path, "opset", "seconds"}."""
     import mxnet as mx
     import numpy as np
@@ -254,6 +260,7 @@ def mxnet_to_onnx(symbol_path: str, params_path: str, input_shape: list[int], ou
     except mx.MXNetError as exc:
         raise InputFileError(f"{symbol_path}: cannot load the MXNet checkpoint: {_first_line(exc)}") from exc
 
+    params = _fixed_gammas_as_ones(sym, params)
     shape = tuple(int(d) for d in input_shape)
     start = time.perf_counter()
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
@@ -302,6 +309,26 @@ def _raw_tensors():
         yield
     finally:
         helper.make_tensor = original
+
+
+def _fixed_gammas_as_ones(sym, params: dict) -> dict:
+    """`params` with the gamma of every BatchNorm whose fix_gamma is on (MXNet's default) set to ones.
+
+    MXNet ignores such a gamma (Gluon's BatchNorm(scale=False), as in the model zoo's ResNet V2 stems);
+    the exporter writes it into the ONNX BatchNormalization as a scale anyway."""
+    import mxnet as mx
+
+    nodes = json.loads(sym.tojson())["nodes"]
+    out = dict(params)
+    for node in nodes:
+        if node["op"] != "BatchNorm" or len(node["inputs"]) < 2:
+            continue
+        if node.get("attrs", {}).get("fix_gamma", "True") not in ("True", "true", "1"):
+            continue
+        gamma = nodes[node["inputs"][1][0]]["name"]
+        if gamma in out:
+            out[gamma] = mx.nd.ones_like(out[gamma])
+    return out
 
 
 def _first_node_of(symbol_path: str, op: str) -> str | None:
