@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench coverage mutation fuzz faults clean
+.PHONY: demo test test-all bench coverage mutation fuzz faults self-compare clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,6 +36,9 @@ coverage: $(STAMP)  # slow (about an hour): one model at a time, into docs/cover
 
 faults: $(STAMP)  # slow (about 25 minutes): planted faults in 9 models and the seed-2 ports, into docs/faults.md
 	$(BIN)/python benchmarks/faults.py
+
+self-compare: $(STAMP)  # slow (about 20 minutes): every zoo model against itself must PASS, into docs/self-compare.md
+	$(BIN)/python benchmarks/self_compare.py
 
 mutation: $(STAMP)  # not part of CI: mutmut over core, cache, worker, report, cli with the fast tests (docs/testing.md)
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,mutation]"

@@ -12,8 +12,9 @@ hints, as `validate` would. Three scores:
                named at either);
   right cause: the first root's cause names the planted kind;
   false alarm: a control that does not PASS.
-The seed-2 hand ports to Gluon (padding 0, no softmax, Dense rows not permuted, each also as the
-answer's YourNet) are scored the same way. Results go to docs/faults.md and benchmarks/faults.json.
+Faults are also planted into MMdnn conversions (keras -> mxnet), by editing their params and
+symbol in an MXNet worker (`plant_mxnet`), and the seed-2 hand ports to Gluon (padding 0, no
+softmax, Dense rows not permuted, each also as the answer's YourNet) are scored the same way. Results go to docs/faults.md and benchmarks/faults.json.
 """
 from __future__ import annotations
 
@@ -263,6 +264,46 @@ def run_ports(work: Path, log) -> tuple[list[dict], list[Case]]:
     return controls, cases
 
 
+MXNET_MODELS = ("seed2_cnn", "resnet_block", "ResNet50", "MobileNetV2")
+_MXNET_KINDS = {  # planted kind -> (benchmark kind, MXNet ops it applies to)
+    "weights": ("weights", ("Convolution",)),
+    "kernel transposed": ("kernel transposed", ("Convolution",)),
+    "channel order": ("channel order", ("Convolution",)),
+    "batchnorm": ("batchnorm", ("BatchNorm",)),
+    "batchnorm-eps": ("batchnorm", ("BatchNorm",)),
+    "activation dropped": ("activation dropped", ("Activation", "relu", "clip")),
+}
+
+
+def run_mmdnn_model(name: str, work: Path, per_kind: int, seed: int, log) -> tuple[dict, list[Case]]:
+    """Faults planted into the MMdnn conversion's params and symbol, edited in an MXNet worker."""
+    h5 = str(work / f"{name}.h5")
+    get_worker("keras").call("xvalidate.models.keras_zoo:save", name, h5)
+    conversion = convert_cached("mmdnn", h5, "keras", "mxnet", {})
+    control = xvalidate.compare(h5, conversion.dst_source, src="keras", dst="mxnet", hints=conversion.hints)
+    label = f"{name} (mmdnn)"
+    info = {"model": label, "control": "PASS" if control.passed else "FAIL", "paired": len(control.layers),
+            "control_cause": None if control.passed else control.first_divergence.cause}
+    log(f"{label}: control {info['control']} ({info['paired']} pairs)")
+    rng = np.random.default_rng(seed)
+    cases = []
+    for planted, (kind, ops) in _MXNET_KINDS.items():
+        pool = [row for row in control.layers if row.dst_op in ops and row.match in ("name", "normalized")]
+        for row in _spread(pool, per_kind, rng):
+            node = row.dst.split("@")[0].rsplit(":", 1)[0]
+            try:
+                symbol = get_worker("mxnet").call("plant_mxnet:plant", planted, conversion.dst_source, node,
+                                                  str(work / "planted"), int(rng.integers(1 << 30)))
+            except Exception:  # noqa: BLE001 - a target the kind does not fit (a 1x1 kernel transposed)
+                continue
+            report = xvalidate.compare(h5, symbol, src="keras", dst="mxnet", hints=conversion.hints)
+            case = score(Case(label, kind, node, f"{planted} at MXNet node {node}", [row.src]), report)
+            cases.append(case)
+            log(f"  {kind:18s} {'ok ' if case.right_layer else 'LAYER'} {'ok ' if case.right_cause else 'CAUSE'} "
+                f"{case.root} <- {case.what} :: {case.cause[:110]}")
+    return info, cases
+
+
 def table(controls: list[dict], cases: list[Case]) -> str:
     """docs/faults.md's tables."""
     kinds = sorted({c.kind for c in cases}, key=list(CAUSES).index)
@@ -291,6 +332,8 @@ def table(controls: list[dict], cases: list[Case]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--mmdnn-models", nargs="*", default=list(MXNET_MODELS),
+                        help="models whose MMdnn conversion gets faults in its MXNet params and symbol")
     parser.add_argument("--per-kind", type=int, default=2, help="faults of each kind planted per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ports", action="store_true", help="skip the seed-2 Gluon ports")
@@ -305,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
                 work = Path(tmp) / name
                 work.mkdir()
                 info, found = run_model(name, work, args.per_kind, args.seed, lambda m: print(m, flush=True))
+                controls.append(info)
+                cases += found
+            for name in args.mmdnn_models:
+                work = Path(tmp) / f"{name}-mmdnn"
+                work.mkdir()
+                info, found = run_mmdnn_model(name, work, args.per_kind, args.seed, lambda m: print(m, flush=True))
                 controls.append(info)
                 cases += found
             if not args.no_ports:
