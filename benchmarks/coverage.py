@@ -112,6 +112,8 @@ def to_markdown(results: dict) -> str:
              "validated on one seeded random input (batch 1) with the default tolerances, without the conversion "
              "cache. Times in seconds on a shared 2-core machine. PASS: every paired layer within tolerance; FAIL: "
              "the conversion ran but a layer diverges; ERROR: the route could not convert the model.", "",
+             "Sequence, attention and multi-input models (text CNN, LSTM/GRU classifier, bidirectional tagger, "
+             "small BERT-like encoder, two-tower, multi-output): [coverage-sequence.md](coverage-sequence.md).", "",
              "| route | PASS | FAIL | ERROR |", "|---|---|---|---|"]
     for route, c in sorted(total.items(), key=lambda kv: kv[0] == "all"):
         lines.append(f"| {route} | {c['PASS']} | {c['FAIL']} | {c['ERROR']} |")
@@ -150,7 +152,13 @@ def main() -> None:
     parser.add_argument("--all-members", action="store_true", help="every member of every Keras family")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "coverage"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "coverage.md"))
+    parser.add_argument("--render", action="store_true", help="only write the Markdown from the JSON beside it")
     args = parser.parse_args()
+    if args.render:
+        raw = Path(args.out).with_suffix(".json")
+        results = {m: e for m, e in json.loads(raw.read_text()).items() if isinstance(e, dict) and "cells" in e}
+        Path(args.out).write_text(to_markdown(results))
+        return
     models = plan(args.all_members)
     if args.models:
         unknown = [m for m in args.models if m not in plan(True)]
