@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from xvalidate.errors import UnsupportedLayerError
 from xvalidate.routes import mmdnn_shims
 from xvalidate.worker import Worker
 
@@ -213,3 +214,118 @@ def test_version_check_warns_once_for_another_mmdnn(monkeypatch):
         warnings.simplefilter("always")
         mmdnn_shims.check_mmdnn_version()
     assert caught == []
+
+
+# ---------------------------------------------------------------- the layers of keras.applications (mmdnn_ops)
+def save_applications_ops(path: str) -> str:
+    """A small model with every layer mmdnn_ops converts: TFOpLambda arithmetic (hard-sigmoid and
+    hard-swish as MobileNetV3 writes them), Cropping2D, hard_sigmoid, a depth multiplier, a grouped
+    convolution, LayerNormalization, gelu, InceptionResNetV2's CustomScaleLayer, a plain ReLU and
+    a keepdims global pooling. Random weights and normalization parameters."""
+    from tensorflow import keras
+    from tensorflow.keras import layers
+    from keras.applications.inception_resnet_v2 import CustomScaleLayer
+
+    keras.utils.set_random_seed(3)
+    keras.backend.reset_uids()
+    inp = keras.Input((16, 16, 4), name="input_1")
+    a = layers.Conv2D(8, 3, padding="same", name="conv")(inp)
+    hard_sigmoid = layers.ReLU(6.0, name="relu6")(a + 3.0) * (1.0 / 6.0)
+    x = layers.Multiply(name="hard_swish")([a, hard_sigmoid])
+    x = 1.0 - (x - a) / 2.0
+    x = layers.Activation("hard_sigmoid", name="hsig")(x)
+    x = layers.Cropping2D(((1, 2), (0, 1)), name="crop")(x)
+    x = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(x)
+    x = layers.Conv2D(8, 3, groups=2, padding="same", name="gconv")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="ln")(x)
+    x = layers.Activation("gelu", name="gelu")(x)
+    y = layers.Conv2D(8, 1, name="branch")(x)
+    x = CustomScaleLayer(0.17, name="scaled_add")([x, y])
+    x = layers.ReLU(name="relu")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
+    x = layers.Conv2D(5, 1, name="logits")(x)
+    x = layers.Flatten(name="flat")(x)
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(3)
+    ln = model.get_layer("ln")
+    ln.set_weights([rng.uniform(0.5, 1.5, 8).astype("float32"), rng.normal(0, 0.2, 8).astype("float32")])
+    model.save(path)
+    return path
+
+
+def save_refused(kind: str, path: str) -> str:
+    """A model with one layer that MMdnn cannot convert exactly."""
+    import tensorflow as tf
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    inp = keras.Input((8, 8, 3) if kind != "free_size" else (None, None, 3), name="input_1")
+    x = layers.Conv2D(4, 3, name="conv")(inp)
+    if kind == "leaky_relu":
+        x = layers.ReLU(negative_slope=0.1, name="leaky")(x)
+    elif kind == "floormod":
+        x = tf.math.floormod(x, 2.0)
+    keras.Model(inp, x).save(path)
+    return path
+
+
+def unshimmed_handlers() -> dict:
+    """Which parser and emitter handlers MMdnn 0.3.1 lacks before the shims (fresh worker)."""
+    from mmdnn.conversion.keras.keras2_parser import Keras2Parser
+
+    names = ("rename_TFOpLambda", "rename_CustomScaleLayer", "rename_LayerNormalization", "rename_LayerScale")
+    return {name: hasattr(Keras2Parser, name) for name in names}
+
+
+def unshimmed_emitters() -> dict:
+    from mmdnn.conversion.mxnet.mxnet_emitter import MXNetEmitter
+
+    names = ("emit_Crop", "emit_HardSigmoid", "emit_ScalarOp", "emit_ScaleAdd", "emit_LayerNorm", "emit_Gelu", "emit_Div")
+    return {name: hasattr(MXNetEmitter, name) for name in names}
+
+
+def test_mmdnn_lacks_the_handlers_of_applications_layers():
+    for adapter, func in (("keras", "unshimmed_handlers"), ("mxnet", "unshimmed_emitters")):
+        worker = Worker(adapter)
+        try:
+            assert not any(worker.call(f"{HERE}:{func}").values())
+        finally:
+            worker.close()
+
+
+def test_applications_layers_convert_exactly_through_mmdnn(tmp_path):
+    import xvalidate
+    from xvalidate.worker import get_worker
+
+    h5 = get_worker("keras").call(f"{HERE}:save_applications_ops", str(tmp_path / "ops.h5"))
+    report = xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", cache=False, batch=2)
+    assert report.passed, report.summary()
+    paired = {r.src for r in report.layers}
+    assert {"crop", "dw", "gconv", "ln", "gelu", "scaled_add", "relu", "gap", "hsig", "hard_swish"} <= paired
+    assert sum(name.startswith("tf.") for name in paired) == 5  # + 3.0, * 1/6, - a, / 2.0, 1.0 - ...
+    assert report.layers[-1].src == "flat" and report.layers[-1].metrics["max_abs"] < 1e-5
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("leaky_relu", r"layer 'leaky' \(ReLU\) cannot be converted by route 'mmdnn': ReLU\(max_value=None, "
+                   r"negative_slope=0.1.*MMdnn converts only ReLU and ReLU6; try the ONNX route"),
+    ("floormod", r"layer 'tf.math.floormod' \(TFOpLambda\) cannot be converted by route 'mmdnn': "
+                 r"tf.math.floormod has no MMdnn IR op .*; try the ONNX route"),
+    ("free_size", r"layer 'input_1' \(InputLayer\) .*MMdnn needs a fixed input size, the input is "
+                  r"\(None, None, None, 3\)"),
+])
+def test_what_mmdnn_cannot_convert_is_named_with_the_route_that_works(tmp_path, kind, message):
+    import xvalidate
+    from xvalidate.worker import get_worker
+
+    h5 = get_worker("keras").call(f"{HERE}:save_refused", kind, str(tmp_path / f"{kind}.h5"))
+    with pytest.raises(UnsupportedLayerError, match=message):
+        xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", cache=False)
+
+
+def test_generated_code_names_are_identifiers():
+    from xvalidate.routes.mmdnn_ops import identifier
+
+    assert identifier("1_head_gap") == "v1_head_gap"
+    assert identifier("tf.__operators__.add_12") == "tf___operators___add_12"
+    assert identifier("expanded_conv/squeeze_excite/AvgPool") == "expanded_conv_squeeze_excite_AvgPool"
