@@ -74,6 +74,18 @@ def test_planted_fault_is_named_at_its_layer_with_its_cause(resnet_block, tmp_pa
     assert report.first_divergence.cause.startswith(cause), report.first_divergence.cause
 
 
+@pytest.mark.parametrize("planter, target, layers, cause", [
+    (plant.avgpool_counts_padding, "branchy_cnn/right_pool/AvgPool", {"right_pool"}, "average pooling"),
+    (plant.axes_swapped, "branchy_cnn/left_relu/Relu:0", {"join", "left_relu"}, "layout"),
+    (plant.activation_dropped, "branchy_cnn/stem_conv/Relu", {"stem_conv"}, "activation: the destination lacks"),
+], ids=["avgpool", "layout", "fused-relu"])
+def test_planted_fault_in_a_branch(branchy, tmp_path, planter, target, layers, cause):
+    report = _compare_planted(branchy, tmp_path, (planter, target))
+    assert report.first_divergence.src in layers, report.summary()
+    assert report.first_divergence.cause.startswith(cause), report.first_divergence.cause
+    assert len(report.roots) == 1
+
+
 def test_a_fault_upstream_is_the_only_root_of_what_it_spoils(resnet_block, tmp_path):
     report = _compare_planted(resnet_block, tmp_path, (plant.kernel_transposed, "resnet_block/stem_conv/Conv2D"),
                               (plant.channels_swapped, "resnet_block/block_conv2/Conv2D"))
@@ -85,9 +97,11 @@ def test_faults_in_two_branches_are_both_roots(branchy, tmp_path):
     report = _compare_planted(branchy, tmp_path, (plant.kernel_transposed, "branchy_cnn/left_conv/Conv2D"),
                               (plant.channels_swapped, "branchy_cnn/right_conv/Conv2D"))
     roots = [r.src for r in report.roots]
-    assert roots == ["left_bn", "right_bn"], report.summary()
+    assert sorted(roots) == ["left_bn", "right_bn"], report.summary()
+    assert [r.index for r in report.roots] == sorted(r.index for r in report.roots)  # in source order
     assert report.first_divergence is report.roots[0]
-    assert report.roots[0].cause.startswith("kernel transposed") and report.roots[1].cause.startswith("channel order")
+    causes = {r.src: r.cause for r in report.roots}
+    assert causes["left_bn"].startswith("kernel transposed") and causes["right_bn"].startswith("channel order")
     assert "other roots of divergence (1" in report.summary()
     data = report.to_dict()
     assert data["schema_version"] == 2 and [r["src"] for r in data["roots"]] == roots

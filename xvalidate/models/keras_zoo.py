@@ -79,8 +79,9 @@ def resnet_block(seed: int = 0):
 
 
 def branchy_cnn(seed: int = 0):
-    """A small Inception-style model: a stem, two parallel conv-BN-relu branches (3x3 and 1x1) joined by
-    a Concatenate, then a conv, global pooling and a Dense; a fault in each branch makes two roots."""
+    """A small Inception-style model: a stem, two parallel conv-BN-relu branches (3x3; 1x1 then a 3x3
+    'same' average pooling) joined by a Concatenate, then a conv, global pooling and a Dense; a fault
+    in each branch makes two roots."""
     keras = _keras(seed)
     from tensorflow.keras import layers
 
@@ -92,6 +93,7 @@ def branchy_cnn(seed: int = 0):
     b = layers.Conv2D(12, 1, name="right_conv")(x)
     b = layers.BatchNormalization(name="right_bn")(b)
     b = layers.Activation("relu", name="right_relu")(b)
+    b = layers.AveragePooling2D(3, strides=1, padding="same", name="right_pool")(b)
     x = layers.Concatenate(name="join")([a, b])
     x = layers.Conv2D(16, 3, padding="same", activation="relu", name="head_conv")(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
