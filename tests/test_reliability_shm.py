@@ -31,17 +31,30 @@ def _named_files(pid: int) -> list[str]:
     return [h for h in held if "xvalidate" in h and not h.startswith("/memfd:") and not h.endswith("(deleted)")]
 
 
+def _open_inodes() -> set[tuple[int, int]]:
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            st = os.fstat(int(fd))
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return out
+
+
 def test_a_run_uses_no_named_file_on_either_side(toy_plugin):
     worker = Worker("toy")
     try:
         x = np.random.default_rng(0).standard_normal((64, 4)).astype("float32")
         out = worker.run(str(toy_plugin), x)
         assert _named_files(os.getpid()) == [] and _named_files(worker.process.pid) == []
-        assert any(link.startswith("/memfd:xvalidate") for link in _links(os.getpid()))  # kept for the next run
+        kept = [(os.fstat(b.fd).st_dev, os.fstat(b.fd).st_ino) for b in worker._buffers]
+        assert kept and all(os.readlink(f"/proc/self/fd/{b.fd}").startswith("/memfd:xvalidate")
+                            for b in worker._buffers)  # the outputs' file, kept for the next run
         del out
     finally:
         worker.close()
-    assert not any(link.startswith("/memfd:xvalidate") for link in _links(os.getpid()))  # closed with it
+    assert not set(kept) & _open_inodes()  # closed with the worker: the kernel frees it
 
 
 def test_a_compare_leaves_nothing_behind(toy_plugin):
