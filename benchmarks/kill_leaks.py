@@ -100,6 +100,7 @@ def ready(proc: psutil.Process, when: str) -> bool:
 
 def scenario(name: str, model: Path, batch: int, at: float, when: str, env: dict) -> dict:
     before_kb = shmem_kb()
+    (model.parent / f"{name}.json").unlink(missing_ok=True)  # a report from an earlier run must not count
     args = XVALIDATE + ["validate", str(model), "--src", "keras", "--dst", "onnx", "--via", "onnx",
                         "--batch", str(batch), "--json", str(model.parent / f"{name}.json")]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
