@@ -105,3 +105,51 @@ def test_unpaired_tensors_are_listed_not_dropped():
 def test_normalize():
     assert normalize("resnetv10_conv0_fwd_output") == "resnetv10_conv0"
     assert normalize("model/conv1/Relu:0") == "model/conv1/relu"
+
+
+def _inception(order, channels=(16, 16)):
+    """Keras-named branches joined by a concat; `order` lists branch b first when "ba"."""
+    stem = L("stem", ["conv", "relu"], (None, 8, 8, 4))
+    a = [L("a_conv", ["conv"], (None, 8, 8, channels[0]), ["stem"]), L("a_relu", ["relu"], (None, 8, 8, channels[0]), ["a_conv"])]
+    b = [L("b_conv", ["conv"], (None, 8, 8, channels[1]), ["stem"]), L("b_relu", ["relu"], (None, 8, 8, channels[1]), ["b_conv"])]
+    join = L("join", ["concat"], (None, 8, 8, sum(channels)), ["a_relu", "b_relu"])
+    return [stem, *(a + b if order == "ab" else b + a), join]
+
+
+def _gluon(layers):
+    """The same graph in NCHW with Gluon-style names that tell nothing."""
+    names = {info.name: f"net0_op{i}" for i, info in enumerate(layers)}
+    return [L(names[i.name], i.kinds, (None, i.shape[3], i.shape[1], i.shape[2]), [names[n] for n in i.inputs])
+            for i in layers], names
+
+
+@pytest.mark.parametrize("channels", [(16, 16), (16, 64)])
+def test_branches_listed_in_another_order_pair_by_what_the_concat_joins(channels):
+    dst, names = _gluon(_inception("ba", channels))
+    got = pairs(align(_inception("ab", channels), dst))
+    for layer in ("a_conv", "a_relu", "b_conv", "b_relu", "join"):
+        assert got[layer] == (names[layer], "structural"), (layer, got[layer])
+
+
+def test_a_structural_pair_must_descend_from_its_inputs_partners():
+    src = [L("x", ["conv"], (None, 4, 4, 8)), L("y", ["conv"], (None, 4, 4, 8)),
+           L("x_relu", ["relu"], (None, 4, 4, 8), ["x"]), L("y_relu", ["relu"], (None, 4, 4, 8), ["y"])]
+    dst = [L("x", ["conv"], (None, 8, 4, 4)), L("y", ["conv"], (None, 8, 4, 4)),
+           L("r0", ["relu"], (None, 8, 4, 4), ["y"]), L("r1", ["relu"], (None, 8, 4, 4), ["x"])]
+    alignment = align(src, dst)
+    got = pairs(alignment)
+    assert got["x_relu"] == ("r1", "structural") and got["y_relu"] == ("r0", "structural")
+
+
+def test_every_unmatched_source_layer_has_a_reason():
+    src = [L("conv", ["conv"], (None, 4, 4, 8)), L("bn", ["bn"], (None, 4, 4, 8), ["conv"]),
+           L("drop", ["dropout"], (None, 4, 4, 8), ["bn"]), L("r1", ["relu"], (None, 4, 4, 8), ["drop"]),
+           L("r2", ["relu"], (None, 4, 4, 8), ["drop"]), L("odd", ["other"], (None, 3), ["r2"])]
+    dst = [L("model/conv/Conv2D:0", ["conv"], (None, 8, 4, 4)), L("model/r1/Relu:0", ["relu"], (None, 8, 4, 4),
+           ["model/conv/Conv2D:0"])]
+    alignment = align(src, dst, hints={"model/conv/Conv2D:0": ("bn", "fused"), "model/r1/Relu:0": ("r1", "name")})
+    assert set(alignment.reasons) == set(alignment.unmatched_src) == {"conv", "drop", "r2", "odd"}
+    assert "folded into the layer after it" in alignment.reasons["conv"]
+    assert "does nothing at inference" in alignment.reasons["drop"]
+    assert "computes it once" in alignment.reasons["r2"] and "'r1'" in alignment.reasons["r2"]
+    assert "no destination tensor" in alignment.reasons["odd"]

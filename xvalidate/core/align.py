@@ -125,11 +125,14 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
     _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes)
     if not any("bn" in info.kinds for info in dst_layers):
         _move_to_folded_bn(src_layers, found)
-    _propagate(src_layers, dst_layers, found, taken, src_shapes, dst_shapes)
-    order_calls(src_layers, dst_layers, found)
     before = {name: pair.dst for name, pair in found.items()}
     reasons = drop_impossible(src_layers, dst_layers, found, src_shapes, dst_shapes, TRUSTED_MATCHES)
     rejected = {name: before[name] for name in reasons}
+    _propagate(src_layers, dst_layers, found, {pair.dst for pair in found.values()}, src_shapes, dst_shapes)
+    for name in found:  # paired along the graph after all
+        reasons.pop(name, None)
+        rejected.pop(name, None)
+    order_calls(src_layers, dst_layers, found)
     explain_unmatched(src_layers, found, reasons, _skipped)
     taken = {pair.dst for pair in found.values()}
     pairs = [found.get(info.name, Pair(info.name, None, "none")) for info in src_layers]
@@ -207,8 +210,32 @@ def _skipped(info) -> bool:
 
 
 # ---------------------------------------------------------------- structure
+def canonical_order(layers: Sequence) -> list:
+    """The layers in an order both sides of a conversion share whatever order each framework lists
+    them in: depth first from the outputs, each layer after its inputs, the inputs in their listed
+    order (a Concatenate's branches in the order it joins them). Layers no output depends on come last."""
+    by_name = {info.name: info for info in layers}
+    used = {name for info in layers for name in info.inputs}
+    out, seen = [], set()
+    for root in [info for info in layers if info.name not in used] + list(layers):
+        stack = [(root.name, False)]
+        while stack:
+            name, expanded = stack.pop()
+            if name in seen or name not in by_name:
+                continue
+            if expanded:
+                seen.add(name)
+                out.append(by_name[name])
+                continue
+            stack.append((name, True))
+            stack.extend((producer, False) for producer in reversed(by_name[name].inputs) if producer not in seen)
+    return out
+
+
 def _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes) -> None:
-    """Fill in pairs by aligning op-kind sequences between anchor pairs."""
+    """Fill in pairs by aligning op-kind sequences between anchor pairs, both graphs in canonical order."""
+    src_layers, dst_layers = canonical_order(src_layers), canonical_order(dst_layers)
+    dst_index = {info.name: i for i, info in enumerate(dst_layers)}
     anchors = _monotone_anchors([(i, dst_index[found[info.name].dst]) for i, info in enumerate(src_layers)
                                  if info.name in found])
     bounds = [(-1, -1)] + anchors + [(len(src_layers), len(dst_layers))]
