@@ -8,6 +8,9 @@ diffs to survivors.txt there (`mutmut show NAME` in that folder).
     python tools/mutation.py                       every module
     python tools/mutation.py "xvalidate.core.metrics*" "xvalidate.cli*"   some mutants only
     MUTATION_JOBS=2 python tools/mutation.py       more processes (default 1)
+    MUTATION_TESTS="test_metrics*.py,test_cli.py" python tools/mutation.py   other tests (globs in tests/)
+
+The selected tests must pass on the unmutated code first (mutmut stops otherwise).
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def copy_tree(scratch: Path) -> None:
 
 def configure(scratch: Path) -> None:
     """Append the [tool.mutmut] settings to the copy's pyproject.toml."""
-    tests = sorted({str(p.relative_to(scratch)) for g in FAST_TESTS for p in (scratch / "tests").glob(g)})
+    globs = os.environ.get("MUTATION_TESTS", ",".join(FAST_TESTS)).split(",")
+    tests = sorted({str(p.relative_to(scratch)) for g in globs for p in (scratch / "tests").glob(g.strip())})
     text = (REPO / "pyproject.toml").read_text()
     text += ("\n[tool.mutmut]\n"
              'source_paths = ["xvalidate"]\n'
