@@ -204,7 +204,8 @@ class MXNetAdapter(Adapter):
         layout = model.input_layout
         if len(shape) != 4 and layout in ("NCHW", "NHWC"):  # the image default: other ranks by what reads it
             layout = _sequence_layout(model.symbol, model.input_name) if len(shape) == 3 else layout_for_rank(len(shape))
-        return InputInfo(name=model.input_name, shape=tuple(shape), dtype=model.input_dtype, layout=layout)
+        return InputInfo(name=model.input_name, shape=tuple(shape), dtype=model.input_dtype, layout=layout,
+                         value_range=_embedding_range(model.symbol, model.input_name))
 
     def inputs_info(self, model: MXNetModel) -> list[InputInfo]:
         return [self.input_info(model), *model.more_inputs]
@@ -428,6 +429,16 @@ def _input_layout(symbol: Any, data: str) -> str:
                 return "NHWC"
             break
     return "NCHW"
+
+
+def _embedding_range(symbol: Any, data: str) -> tuple[int, int] | None:
+    """[0, input_dim) when an Embedding reads the input (token ids; MXNet takes them as floats)."""
+    nodes = json.loads(symbol.tojson())["nodes"]
+    data_index = next(i for i, n in enumerate(nodes) if n["name"] == data)
+    for node in nodes:
+        if node["op"] == "Embedding" and node.get("inputs") and node["inputs"][0][0] == data_index:
+            return (0, int(_parse(node.get("attrs", {}).get("input_dim", "0"))))
+    return None
 
 
 def _sequence_layout(symbol: Any, data: str) -> str:

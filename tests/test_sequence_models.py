@@ -194,3 +194,27 @@ def test_planted_gate_order_fault_is_localized_to_the_lstm(zoo, tmp_path):
     src = xvalidate.run("keras", zoo["text_classifier"], x, ["emb", "lstm"])
     W, R, B = get_worker("onnx").call("test_sequence_models:lstm_node_weights", bad)
     assert gate_order(src["emb"], src["lstm"], W, R, B) == "ifco"
+
+
+def save_gluon_embedding(prefix: str) -> str:
+    """A Gluon Embedding(30, 4) -> Dense(2) exported, run once on token ids (in the mxnet worker)."""
+    import mxnet as mx
+
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Embedding(30, 4), mx.gluon.nn.Dense(2, flatten=True))
+    net.initialize(mx.init.Normal(0.5))
+    net.hybridize()
+    net(mx.nd.array(np.zeros((1, 7))))
+    net.export(prefix)
+    from xvalidate_adapters.mxnet import write_input_hint
+
+    write_input_hint(prefix + "-symbol.json", None, [None, 7], "NC")
+    return prefix + "-symbol.json"
+
+
+def test_mxnet_embedding_input_gets_token_ids(tmp_path):
+    symbol = get_worker("mxnet").call("test_sequence_models:save_gluon_embedding", str(tmp_path / "emb"))
+    (info,) = get_worker("mxnet").inputs_info(symbol)
+    assert (info.shape, info.value_range, info.layout) == ((None, 7), (0, 30), "NC")
+    report = xvalidate.compare(symbol, symbol, src="mxnet", dst="mxnet", batch=3)
+    assert report.passed and report.inputs["range"] == [0, 30]
