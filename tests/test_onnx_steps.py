@@ -189,6 +189,33 @@ def test_onnx_to_mxnet_averages_over_real_values_only(work):
     assert not close(expected, stock, 1e-3)
 
 
+def test_onnx_to_mxnet_pads_layout_axes_and_slices_to_open_ends(work):
+    """tf2onnx pads a channels-last tensor on axes 1 and 2 (MobileNetV3's ZeroPadding2D before a strided
+    depthwise convolution) and slices "to the end" with INT32_MAX (Cropping2D): MXNet's stock importer
+    fails on both; onnx_to_mxnet imports them as ONNX defines them."""
+    h5 = keras(f"{HERE}:save_pad_and_crop", str(work / "padcrop.h5"))
+    onnx_path = keras(f"{STEPS}:keras_to_onnx", h5, str(work / "padcrop.onnx"), 11)["onnx"]
+    ops = onnx(f"{HERE}:pads_and_slice_ends", onnx_path)
+    assert ops["pads"] == [[0, 0, 0, 0, 0, 1, 1, 0]] and max(ops["slice_ends"][0]) == 2**31 - 1
+    assert mxnet(f"{HERE}:stock_import", onnx_path, True).startswith("failed")
+    built = mxnet(f"{STEPS}:onnx_to_mxnet", onnx_path, str(work / "padcrop_mx"))
+    x_path = save_batch(work, "padcrop", (11, 12, 3))
+    expected = np.load(keras(f"{HERE}:keras_outputs", h5, x_path, str(work / "padcrop_k.npz")))[KERAS_FINAL]
+    got = np.load(mxnet(f"{HERE}:mxnet_outputs", built["symbol"], built["params"], x_path,
+                        str(work / "padcrop_m.npz"), []))[MXNET_FINAL]
+    assert expected.shape == (2, 4, 5, 4) and close(expected, got)
+
+
+def test_import_ops_refuse_what_mxnet_cannot_pad():
+    from xvalidate.routes import onnx_import_ops
+
+    class Importer:
+        opset_version = 10
+
+    with pytest.raises(NotImplementedError, match=r"Pad of 3-D data on axes \[1\]"):
+        onnx_import_ops.pad({"pads": (0, 1, 0, 0, 1, 0)}, [None], Importer())
+
+
 def test_onnx_to_mxnet_missing_file(work):
     with pytest.raises(InputFileError, match="absent.onnx"):
         mxnet(f"{STEPS}:onnx_to_mxnet", str(work / "absent.onnx"), str(work / "absent_mx"))
@@ -213,6 +240,18 @@ def test_mxnet_to_onnx_matches_mxnet(work):
     got = np.load(onnx(f"{HERE}:onnx_outputs", made["onnx"], x_path, str(work / "gluon_o.npz"), list(hints)))
     for tensor, (mx_name, _) in hints.items():
         assert close(expected[key(mx_name)], got[key(tensor)]), tensor
+
+
+def test_mxnet_to_onnx_exports_a_fixed_gamma_as_ones(work):
+    """MXNet ignores the gamma of a BatchNorm with fix_gamma (Gluon's BatchNorm(scale=False), the model
+    zoo's ResNet V2 stem); the stock exporter writes it as the ONNX scale anyway."""
+    symbol, params, x, expected = mxnet(f"{HERE}:export_fixed_gamma_net", str(work / "fixgamma"))
+    made = mxnet(f"{STEPS}:mxnet_to_onnx", symbol, params, [1, 3, 8, 8], str(work / "fixgamma.onnx"))
+    got = onnx(f"{HERE}:onnx_plain_output", made["onnx"], x)
+    assert np.abs(expected - got).max() < 1e-5
+    stock = onnx(f"{HERE}:onnx_plain_output", mxnet(f"{HERE}:stock_export", symbol, params,
+                                                     str(work / "fixgamma_stock.onnx")), x)
+    assert np.abs(expected - stock).max() > 0.1
 
 
 def test_mxnet_to_onnx_names_an_unsupported_op(work):
@@ -458,3 +497,64 @@ def onnx_facts(onnx_path):
     return {"opset": max(e.version for e in model.opset_import if e.domain in ("", "ai.onnx")),
             "raw_initializers": all(i.raw_data for i in model.graph.initializer if i.dims),
             "batch": "free" if not dim.HasField("dim_value") else dim.dim_value}
+
+
+def save_pad_and_crop(path):
+    from tensorflow import keras as k
+
+    k.utils.set_random_seed(0)
+    x = k.Input((11, 12, 3))
+    y = k.layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(x)
+    y = k.layers.ZeroPadding2D(((0, 1), (0, 1)), name="pad")(y)
+    y = k.layers.DepthwiseConv2D(3, strides=2, name="dw")(y)
+    y = k.layers.Cropping2D(((1, 0), (0, 1)), name="crop")(y)
+    y = k.layers.Conv2D(4, 1, name="conv")(y)
+    k.Model(x, y).save(path)
+    return path
+
+
+def pads_and_slice_ends(onnx_path):
+    import onnx as onnx_pkg
+    from onnx import numpy_helper
+
+    model = onnx_pkg.load(onnx_path)
+    inits = {i.name: numpy_helper.to_array(i).tolist() for i in model.graph.initializer}
+    return {"pads": [inits[n.input[1]] for n in model.graph.node if n.op_type == "Pad"],
+            "slice_ends": [inits[n.input[2]] for n in model.graph.node if n.op_type == "Slice"]}
+
+
+def export_fixed_gamma_net(prefix):
+    """A Gluon BatchNorm(scale=False) with a gamma far from one (which MXNet ignores), then a conv."""
+    import mxnet as mx
+
+    mx.random.seed(0)
+    net = mx.gluon.nn.HybridSequential()
+    with net.name_scope():
+        net.add(mx.gluon.nn.BatchNorm(scale=False, center=False), mx.gluon.nn.Conv2D(4, 3))
+    net.initialize(mx.init.Xavier())
+    net.hybridize()
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 8, 8)).astype("float32")
+    net(mx.nd.array(x))
+    bn = net[0]
+    bn.gamma.set_data(mx.nd.full(3, 3.0))
+    bn.running_mean.set_data(mx.nd.array([0.1, -0.2, 0.3]))
+    bn.running_var.set_data(mx.nd.array([0.5, 1.5, 2.0]))
+    expected = net(mx.nd.array(x)).asnumpy()
+    net.export(prefix)
+    return prefix + "-symbol.json", prefix + "-0000.params", x, expected
+
+
+def stock_export(symbol, params, out):
+    import mxnet as mx
+
+    arrays = {k.split(":", 1)[-1]: v for k, v in mx.nd.load(params).items()}
+    mx.onnx.export_model(mx.sym.load(symbol), arrays, in_shapes=[(1, 3, 8, 8)], in_types=[np.float32],
+                         onnx_file_path=out)
+    return out
+
+
+def onnx_plain_output(onnx_path, x):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
