@@ -206,6 +206,19 @@ def test_onnx_to_mxnet_pads_layout_axes_and_slices_to_open_ends(work):
     assert expected.shape == (2, 4, 5, 4) and close(expected, got)
 
 
+def test_grouped_convolutions_convert(work):
+    """Keras 2.12 runs a Conv2D with groups > 1 through a jit-compiled function that tf2onnx cannot
+    convert ('PartitionedCall': ConvNeXt, RegNet); keras_to_onnx traces the plain op instead."""
+    h5 = keras(f"{HERE}:save_grouped", str(work / "grouped.h5"))
+    made = keras(f"{STEPS}:keras_to_onnx", h5, str(work / "grouped.onnx"), 11)
+    assert onnx(f"{HERE}:conv_groups", made["onnx"]) == [4, 8]
+    x_path = save_batch(work, "grouped", (8, 8, 8))
+    expected = np.load(keras(f"{HERE}:keras_outputs", h5, x_path, str(work / "grouped_k.npz")))[KERAS_FINAL]
+    got = np.load(onnx(f"{HERE}:onnx_outputs", made["onnx"], x_path, str(work / "grouped_o.npz"), []))[ONNX_FINAL]
+    assert close(expected, got)
+    assert keras(f"{HERE}:grouped_op_swapped_and_restored", h5) == {"inside": [True, True], "after": [False, False]}
+
+
 def test_import_ops_refuse_what_mxnet_cannot_pad():
     from xvalidate.routes import onnx_import_ops
 
@@ -558,3 +571,33 @@ def onnx_plain_output(onnx_path, x):
 
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def save_grouped(path):
+    from tensorflow import keras as k
+
+    k.utils.set_random_seed(0)
+    x = k.Input((8, 8, 8))
+    y = k.layers.Conv2D(8, 3, groups=4, padding="same", name="gconv")(x)
+    y = k.layers.Conv2D(8, 7, groups=8, padding="same", name="dwconv")(y)
+    k.Model(x, y).save(path)
+    return path
+
+
+def conv_groups(onnx_path):
+    import onnx as onnx_pkg
+
+    return [next((a.i for a in n.attribute if a.name == "group"), 1)
+            for n in onnx_pkg.load(onnx_path).graph.node if n.op_type == "Conv"]
+
+
+def grouped_op_swapped_and_restored(h5):
+    from tensorflow import keras as k
+
+    from xvalidate.routes.onnx_steps import _plain_grouped_convolutions
+
+    model = k.models.load_model(h5, compile=False)
+    convs = [model.get_layer("gconv"), model.get_layer("dwconv")]
+    with _plain_grouped_convolutions(model):
+        inside = ["_jit_compiled_convolution_op" in vars(layer) for layer in convs]
+    return {"inside": inside, "after": ["_jit_compiled_convolution_op" in vars(layer) for layer in convs]}

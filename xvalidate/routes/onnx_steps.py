@@ -40,7 +40,7 @@ def keras_to_onnx(model_path: str, out_path: str, opset: int = 11, inputs_as_nch
     errors = _ErrorLog("tf2onnx")
     start = time.perf_counter()
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    with errors:
+    with errors, _plain_grouped_convolutions(model):
         try:
             proto, _ = tf2onnx.convert.from_keras(
                 model, opset=opset,
@@ -52,6 +52,31 @@ def keras_to_onnx(model_path: str, out_path: str, opset: int = 11, inputs_as_nch
     _save_onnx(proto, out_path)
     return {"onnx": str(out_path), "opset": _opset(proto), "seconds": time.perf_counter() - start,
             "nodes": len(proto.graph.node)}
+
+
+@contextmanager
+def _plain_grouped_convolutions(model):
+    """While tf2onnx traces the model, a convolution with groups > 1 calls its plain convolution op.
+
+    Keras 2.12 runs grouped convolutions (ConvNeXt's depthwise 7x7, RegNet's 3x3) through a
+    jit-compiled tf.function, which tf2onnx sees as an opaque 'PartitionedCall'; the plain op
+    becomes an ONNX Conv with `group`. TensorFlow cannot run it on the CPU, so it is put back after."""
+    grouped = [layer for layer in _nested_layers(model)
+               if getattr(layer, "groups", 1) > 1 and hasattr(layer, "_jit_compiled_convolution_op")]
+    for layer in grouped:
+        layer._jit_compiled_convolution_op = layer.convolution_op
+    try:
+        yield
+    finally:
+        for layer in grouped:
+            del layer._jit_compiled_convolution_op
+
+
+def _nested_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _nested_layers(layer)
 
 
 def _check_onnx_ops(proto, model, model_path: str) -> None:
