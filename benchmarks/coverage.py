@@ -164,7 +164,7 @@ def main() -> None:
         unknown = [m for m in args.models if m not in plan(True)]
         if unknown:
             parser.error(f"unknown models: {', '.join(unknown)}")
-        models = {m: s for m, s in plan(True).items() if m in args.models}
+        models = {m: plan(True)[m] for m in args.models}  # in the order given
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     raw = out.with_suffix(".json")
