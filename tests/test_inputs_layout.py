@@ -61,3 +61,14 @@ def test_time_major_rnn_output_back_to_batch_major():
     dst = src.transpose(1, 0, 2)
     assert "TNC->NTC" in layout.candidates(src.shape, dst.shape)
     assert np.array_equal(layout.apply("TNC->NTC", dst), src)
+
+
+def test_raw_onnx_rnn_outputs_to_the_keras_layout():
+    seq = np.arange(2 * 5 * 6).reshape(2, 5, 6).astype(np.float32)  # (batch, time, 2 directions x 3 hidden)
+    y = seq.reshape(2, 5, 2, 3).transpose(1, 2, 0, 3)  # ONNX Y: (time, directions, batch, hidden)
+    assert layout.candidates(seq.shape, y.shape) == ["rnn:TDNC->NTC"]
+    assert np.array_equal(layout.apply("rnn:TDNC->NTC", y), seq)
+    state = seq[:, -1]  # (batch, 2 x 3)
+    y_h = state.reshape(2, 2, 3).transpose(1, 0, 2)  # ONNX Y_h: (directions, batch, hidden)
+    assert layout.candidates(state.shape, y_h.shape) == ["rnn:DNC->NC"]
+    assert np.array_equal(layout.apply("rnn:DNC->NC", y_h), state)

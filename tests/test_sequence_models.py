@@ -218,3 +218,20 @@ def test_mxnet_embedding_input_gets_token_ids(tmp_path):
     assert (info.shape, info.value_range, info.layout) == ((None, 7), (0, 30), "NC")
     report = xvalidate.compare(symbol, symbol, src="mxnet", dst="mxnet", batch=3)
     assert report.passed and report.inputs["range"] == [0, 30]
+
+
+def test_a_layer_map_onto_the_raw_onnx_lstm_output(zoo, tmp_path):
+    """Mapped by hand onto the ONNX LSTM node's own Y (time, directions, batch, hidden) and Y_h, the Keras
+    LSTM's sequence output is compared through the rnn transforms."""
+    report = xvalidate.validate(zoo["text_classifier"], src="keras", dst="onnx", via="onnx", keep=str(tmp_path / "k"))
+    lstm = get_worker("onnx").call("test_sequence_models:lstm_outputs", report.artifacts["onnx"])
+    mapped = xvalidate.compare(zoo["text_classifier"], report.artifacts["onnx"], src="keras", dst="onnx", batch=2,
+                               layer_map={"lstm": lstm[0]})
+    row = next(r for r in mapped.layers if r.src == "lstm")
+    assert row.passed and row.transform == "rnn:TDNC->NTC" and row.dst_shape == (20, 1, 2, 32)
+
+
+def lstm_outputs(onnx_path: str) -> list:
+    import onnx
+
+    return list(next(n for n in onnx.load(onnx_path).graph.node if n.op_type == "LSTM").output)

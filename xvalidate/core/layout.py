@@ -4,6 +4,9 @@ A transform is named by a string stored in the report:
   None                    same layout
   "NCHW->NHWC", "NHWC->NCHW", "NCW->NWC", "NWC->NCW"
   "TNC->NTC"              a time-major sequence (ONNX RNN outputs once squeezed) to batch-major
+  "rnn:TDNC->NTC"         an ONNX LSTM/GRU/RNN node's Y (time, directions, batch, hidden) to
+                          (batch, time, directions * hidden), the directions side by side as Keras has them
+  "rnn:DNC->NC"           its Y_h / Y_c (directions, batch, hidden) to (batch, directions * hidden)
   "flatten:NCHW->NHWC"    a Flatten of an NCHW tensor, reordered to the element order
                           a Flatten of the NHWC tensor has (and the reverse)
   "reshape:2048"          the same values with size-1 axes added or dropped, e.g. a global
@@ -36,6 +39,7 @@ def candidates(src_shape: Sequence[int], dst_shape: Sequence[int],
         if len(perm) == len(dst_shape) and tuple(dst_shape[p] for p in perm) == src_shape and name not in out:
             if not (name == "NWC->NCW" and "NCW->NWC" in out):
                 out.append(name)
+    out += _rnn_candidates(src_shape, dst_shape)
     if not out and _without_ones(src_shape) == _without_ones(dst_shape):
         out.append("reshape:" + "x".join(str(d) for d in src_shape[1:]))
     if (len(src_shape) == len(dst_shape) == 2 and src_shape == dst_shape and dst_producer_shape is not None
@@ -50,6 +54,12 @@ def apply(transform: str | None, arr: np.ndarray, dst_producer_shape: Sequence[i
         return arr
     if transform in _PERMS:
         return arr.transpose(_PERMS[transform])
+    if transform == "rnn:TDNC->NTC":
+        t, d, n, h = arr.shape
+        return arr.transpose(2, 0, 1, 3).reshape(n, t, d * h)
+    if transform == "rnn:DNC->NC":
+        d, n, h = arr.shape
+        return arr.transpose(1, 0, 2).reshape(n, d * h)
     if transform.startswith("reshape:"):
         return arr.reshape((arr.shape[0],) + tuple(int(d) for d in transform[8:].split("x") if d))
     if transform.startswith("flatten:"):
@@ -57,6 +67,15 @@ def apply(transform: str | None, arr: np.ndarray, dst_producer_shape: Sequence[i
         inner = tuple(dst_producer_shape[1:])
         return arr.reshape((arr.shape[0],) + inner).transpose(perm).reshape(arr.shape[0], -1)
     raise ValueError(f"unknown transform {transform!r}")
+
+
+def _rnn_candidates(src: tuple, dst: tuple) -> list[str]:
+    """The RNN-node transforms whose result has the source's shape."""
+    if len(dst) == 4 and len(src) == 3 and (dst[2], dst[0], dst[1] * dst[3]) == src:
+        return ["rnn:TDNC->NTC"]
+    if len(dst) == 3 and len(src) == 2 and (dst[1], dst[0] * dst[2]) == src:
+        return ["rnn:DNC->NC"]
+    return []
 
 
 def _without_ones(shape: tuple) -> tuple:
