@@ -144,11 +144,13 @@ def test_a_structural_pair_must_descend_from_its_inputs_partners():
 def test_every_unmatched_source_layer_has_a_reason():
     src = [L("conv", ["conv"], (None, 4, 4, 8)), L("bn", ["bn"], (None, 4, 4, 8), ["conv"]),
            L("drop", ["dropout"], (None, 4, 4, 8), ["bn"]), L("r1", ["relu"], (None, 4, 4, 8), ["drop"]),
-           L("r2", ["relu"], (None, 4, 4, 8), ["drop"]), L("odd", ["other"], (None, 3), ["r2"])]
+           L("r2", ["relu"], (None, 4, 4, 8), ["drop"]), L("odd", ["other"], (None, 3), ["r2"]),
+           L("pad", ["pad"], (None, 6, 6, 8), ["r1"])]
     dst = [L("model/conv/Conv2D:0", ["conv"], (None, 8, 4, 4)), L("model/r1/Relu:0", ["relu"], (None, 8, 4, 4),
            ["model/conv/Conv2D:0"])]
     alignment = align(src, dst, hints={"model/conv/Conv2D:0": ("bn", "fused"), "model/r1/Relu:0": ("r1", "name")})
-    assert set(alignment.reasons) == set(alignment.unmatched_src) == {"conv", "drop", "r2", "odd"}
+    assert set(alignment.reasons) == set(alignment.unmatched_src) == {"conv", "drop", "r2", "odd", "pad"}
+    assert "merged into the op after it" in alignment.reasons["pad"]
     assert "folded into the layer after it" in alignment.reasons["conv"]
     assert "does nothing at inference" in alignment.reasons["drop"]
     assert "computes it once" in alignment.reasons["r2"] and "'r1'" in alignment.reasons["r2"]

@@ -123,6 +123,9 @@ def explain_unmatched(src_layers, found: Mapping, reasons: dict[str, str], skipp
         elif fused:
             reasons[info.name] = (f"folded into the layer after it: {fused[0]!r} is compared with the destination "
                                   "tensor that computes both")
+        elif info.kinds == ["pad"]:
+            reasons[info.name] = ("a padding the destination merged into the op after it (its pads): the padded "
+                                  "tensor does not exist there; the op after it is compared")
         elif twin is not None:
             reasons[info.name] = (f"the destination computes it once: {twin.name!r}, the same op on the same inputs, "
                                   f"is paired with {found[twin.name].dst!r}")
