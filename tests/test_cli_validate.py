@@ -24,7 +24,7 @@ def test_validate_command_writes_reports_and_keeps_artifacts(tmp_path):
 
 def test_validate_refuses_an_unsupported_layer_with_exit_2(tmp_path):
     h5 = get_worker("keras").call("test_mmdnn:save_tiny", "lambda", str(tmp_path / "l.h5"))
-    result = invoke("validate", h5, "--via", "mmdnn", "--no-cache")
+    result = invoke("validate", h5, "--via", "mmdnn", "--no-cache", "--trust-model")  # trusted: the route refuses it
     assert result.exit_code == 2
     assert "layer 'double' (Lambda)" in result.output and "try the ONNX route" in result.output
     assert "Traceback" not in result.output

@@ -94,8 +94,12 @@ def test_keras_to_onnx_inputs_as_nchw(work, converted):
 
 def test_keras_to_onnx_names_an_unsupported_op(work):
     h5 = keras(f"{HERE}:save_unconvertible_keras", str(work / "bessel.h5"))
-    with pytest.raises(UnsupportedLayerError, match=r"'BesselI0e' in layer 'odd'"):
-        keras(f"{STEPS}:keras_to_onnx", h5, str(work / "bessel.onnx"), 11)
+    get_worker("keras").set_trust_model(True)  # its Lambda is ours: the converter is what refuses it
+    try:
+        with pytest.raises(UnsupportedLayerError, match=r"'BesselI0e' in layer 'odd'"):
+            keras(f"{STEPS}:keras_to_onnx", h5, str(work / "bessel.onnx"), 11)
+    finally:
+        get_worker("keras").set_trust_model(False)
     assert not (work / "bessel.onnx").exists()
 
 
