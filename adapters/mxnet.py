@@ -30,6 +30,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from xvalidate.errors import InputFileError, InputShapeError, WorkerError
+from xvalidate.input_hint import input_hint_path, write_input_hint  # noqa: F401 (re-exported)
+from xvalidate.input_hint import read_input_hint as _read_input_hint
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
 from xvalidate_adapters.common import check_input, input_arrays, layout_for_rank, pick_layers
 
@@ -294,32 +296,6 @@ def _files(path: Path) -> tuple[Path, Path]:
     if not params:
         raise InputFileError(f"{symbol}: no {prefix.name}-NNNN.params file beside it")
     return symbol, params[-1]
-
-
-def input_hint_path(symbol_path: str | Path) -> Path:
-    """Where the input hint of the model at `symbol_path` is kept: `prefix-input.json`."""
-    symbol_path = str(symbol_path)
-    prefix = symbol_path[: -len("-symbol.json")] if symbol_path.endswith("-symbol.json") else symbol_path
-    return Path(prefix + "-input.json")
-
-
-def write_input_hint(symbol_path: str | Path, name: str | None, shape: Sequence[int | None], layout: str,
-                     inputs: Sequence[dict] | None = None) -> None:
-    """Record the input shape and layout of a model beside its symbol file; `inputs` lists every
-    input ({"name", "shape", "layout"}) of a model with several."""
-    hint = {"name": name, "shape": list(shape), "layout": layout}
-    if inputs:
-        hint["inputs"] = [{"name": i["name"], "shape": list(i["shape"]), "layout": i["layout"],
-                           "dtype": i.get("dtype", "float32")} for i in inputs]
-    input_hint_path(symbol_path).write_text(json.dumps(hint))
-
-
-def _read_input_hint(symbol_path: Path) -> dict:
-    path = input_hint_path(symbol_path)
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -101,10 +101,10 @@ def test_progress_on_a_terminal_and_silence_elsewhere(monkeypatch):
 
     from rich.console import Console
 
-    from xvalidate import cli
+    from xvalidate import cli, console
 
     out = io.StringIO()
-    monkeypatch.setattr(cli, "_stderr_console", lambda: Console(file=out, force_terminal=True, width=120))
+    monkeypatch.setattr(console, "stderr_console", lambda: Console(file=out, force_terminal=True, width=120))
     with cli._Progress(True) as progress:
         progress("convert", 0, 1)
         progress("convert", 1, 1)

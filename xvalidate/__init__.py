@@ -13,6 +13,7 @@ from typing import Any
 
 from xvalidate.errors import XValidateError
 from xvalidate.registry import get_adapter, register_adapter, register_route
+from xvalidate import report as _report  # noqa: F401  registers the renderers with the core (which never imports report/)
 
 __version__ = "0.1.0"
 

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import click
 
+from xvalidate.console import EXIT_DIVERGE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PASS  # noqa: F401 (re-exported)
+from xvalidate.console import Progress as _Progress, stderr_console as _stderr_console, stdout_console
 from xvalidate.errors import OptionError, XValidateError
-
-EXIT_PASS, EXIT_DIVERGE, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -26,17 +26,6 @@ def _interrupt(signum: int, frame: Any) -> None:
 
     kill_workers()
     raise KeyboardInterrupt
-
-
-def _stderr_console():
-    from rich.console import Console
-    return Console(stderr=True)
-
-
-def stdout_console():
-    """The console for tables: the terminal's width, or 150 columns when the output is a file or pipe."""
-    from rich.console import Console
-    return Console(width=None if sys.stdout.isatty() else 150)
 
 
 def _guard(fn: Callable) -> Callable:
@@ -63,37 +52,6 @@ def _guard(fn: Callable) -> Callable:
             click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
         sys.exit(EXIT_ERROR)
     return wrapper
-
-
-class _Progress:
-    """Stage progress on a terminal (rich); silent when stderr is not a TTY."""
-
-    LABELS = {"convert": "converting", "load": "loading models", "run": "running both models", "diff": "comparing"}
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._progress = None
-        self._tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                      TimeElapsedColumn(), console=_stderr_console(), transient=False)
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self._progress is None:
-            return
-        label = self.LABELS.get(stage, stage)
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(label, total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
 
 
 def _tolerance_file(path: str | None) -> dict | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 def run_demo(model: str, via: str, out: Path, all_rows: bool = False, progress_enabled: bool = False) -> None:
     """Build `model`, validate it through route `via`, print the table, write report.html/json in `out`."""
     import xvalidate
-    from xvalidate.cli import EXIT_DIVERGE, EXIT_PASS, _Progress, stdout_console
+    from xvalidate.console import EXIT_DIVERGE, EXIT_PASS, Progress, stdout_console
     from xvalidate.errors import OptionError
     from xvalidate.models.keras_zoo import APPLICATIONS, BUILDERS
     from xvalidate.report.text import render
@@ -26,7 +26,7 @@ def run_demo(model: str, via: str, out: Path, all_rows: bool = False, progress_e
     if not path.exists():  # built once; the same file then hits the conversion cache
         console.print(f"building {model} in code (weights=None, randomized BatchNorm statistics, seed 0)...")
         get_worker("keras").call("xvalidate.models.keras_zoo:save", model, str(path))
-    with _Progress(progress_enabled) as progress:
+    with Progress(progress_enabled) as progress:
         report = xvalidate.validate(str(path), src="keras", dst="mxnet", via=via, progress=progress)
     render(report, console, all_rows=all_rows)
     html = report.to_html(str(out / "report.html"))

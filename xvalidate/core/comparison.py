@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from xvalidate.core.report import Report
+from xvalidate.core.report import Report, output
 
 
 @dataclass
@@ -63,20 +63,18 @@ class RouteComparison:
         return sorted(layers.values(), key=lambda e: e["index"])
 
     def to_dict(self) -> dict:
-        from xvalidate.report.json import report_to_dict
+        report_to_dict = output("dict")
         return {"model": self.model, "src": self.src, "dst": self.dst, "routes": self.routes,
                 "passed": self.passed, "errors": self.errors, "summary": self.summary(),
                 "reports": {k: report_to_dict(v) for k, v in self.reports.items()}}
 
     def to_json(self, path: str) -> str:
         """Write the comparison as JSON atomically; return the path."""
-        from xvalidate.report.routes import write_comparison_json
-        return write_comparison_json(self, path)
+        return output("comparison-json")(self, path)
 
     def to_html(self, path: str) -> str:
         """Write one self-contained HTML page with both error curves on one plot; return the path."""
-        from xvalidate.report.routes import write_comparison_html
-        return write_comparison_html(self, path)
+        return output("comparison-html")(self, path)
 
 
 def _max_abs(row) -> float:

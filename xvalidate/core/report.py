@@ -2,9 +2,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 SCHEMA_VERSION = 2
+
+# How a finished result is written out ("summary", "dict", "json", "html", "comparison-json"...): the
+# report package registers its renderers here when imported (xvalidate's __init__ imports it), so the
+# core never imports the report package.
+_OUTPUTS: dict[str, Callable[..., Any]] = {}
+
+
+def register_output(kind: str, fn: Callable[..., Any]) -> None:
+    """Make `fn` the renderer of output `kind` (called by xvalidate.report)."""
+    _OUTPUTS[kind] = fn
+
+
+def output(kind: str) -> Callable[..., Any]:
+    """The renderer registered for `kind` (importing the package `xvalidate` registers them all)."""
+    return _OUTPUTS[kind]
+
 
 # Keys of LayerResult.metrics, in display order.
 METRIC_NAMES = (
@@ -25,8 +41,10 @@ class LayerResult:
                 "NCHW->NHWC", "flatten:NCHW->NHWC", or None.
     metrics:    {name: value} for the names in METRIC_NAMES; None where not defined.
     passed:     within tolerance (False when shapes cannot agree).
-    cause:      suspected cause of a divergence (first divergence only), or None.
+    cause:      suspected cause of a divergence (on roots of divergence), or None.
     note:       anything else worth saying about the pair (e.g. a shape mismatch).
+    isolated:   with isolate, the metrics of the destination layer run on the source's values of its
+                inputs; isolated_passed says whether they are within tolerance.
     """
 
     index: int
@@ -44,6 +62,10 @@ class LayerResult:
     passed: bool = True
     cause: str | None = None
     note: str | None = None
+    # with isolate: the metrics of the destination layer computed from the SOURCE's values of its
+    # paired inputs (so errors do not accumulate), and whether they are within tolerance
+    isolated: dict[str, Any] | None = None
+    isolated_passed: bool | None = None
 
 
 @dataclass
@@ -74,23 +96,19 @@ class Report:
 
     def summary(self) -> str:
         """A few lines of plain text: verdict, pairs, first divergence and its cause."""
-        from xvalidate.report.text import summary_text
-        return summary_text(self)
+        return output("summary")(self)
 
     def to_dict(self) -> dict:
         """The JSON document (schema in docs/report-schema.md)."""
-        from xvalidate.report.json import report_to_dict
-        return report_to_dict(self)
+        return output("dict")(self)
 
     def to_json(self, path: str) -> str:
         """Write the JSON document atomically; return the path."""
-        from xvalidate.report.json import write_json
-        return write_json(self, path)
+        return output("json")(self, path)
 
     def to_html(self, path: str) -> str:
         """Write one self-contained HTML file atomically; return the path."""
-        from xvalidate.report.html import write_html
-        return write_html(self, path)
+        return output("html")(self, path)
 
     def worst(self, n: int = 10) -> list[LayerResult]:
         """The n rows with the largest max_abs (rows that cannot be compared first)."""

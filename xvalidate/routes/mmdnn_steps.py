@@ -127,7 +127,7 @@ def ir_to_mxnet(ir_pb: str, ir_npy: str, out_dir: str) -> dict:
     from mmdnn.conversion.mxnet.mxnet_emitter import MXNetEmitter
 
     from xvalidate_adapters.common import layout_for_rank
-    from xvalidate_adapters.mxnet import write_input_hint
+    from xvalidate.input_hint import write_input_hint
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

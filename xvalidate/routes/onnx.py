@@ -8,7 +8,7 @@ from typing import Any
 from xvalidate.errors import OptionError
 from xvalidate.routes.base import Conversion, Route
 from xvalidate.worker import get_worker
-from xvalidate_adapters.mxnet import write_input_hint
+from xvalidate.input_hint import write_input_hint
 
 STEPS = "xvalidate.routes.onnx_steps"
 NAMES = "xvalidate.routes.onnx_names"
