@@ -181,3 +181,39 @@ def test_two_concurrent_validates_of_one_keras_model_both_pass(tmp_path):
     assert sorted(r["meta"]["cache_hit"] for r in reports) == [False, True]
     entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
     assert len(entries) == 1 and cache.entry_intact(entries[0])
+
+
+def test_half_made_entries_of_dead_makers_are_removed_and_live_ones_kept(setup):
+    import fcntl
+
+    root = cache.usable_cache_dir()
+    dead_key, live_key = "a" * 32, "b" * 32
+    for key in (dead_key, live_key):
+        (root / f".partial-{key}-x1").mkdir()
+        (root / f".partial-{key}-x1" / "ir.pb").write_bytes(b"half")
+        (root / f".{key}.lock").touch()
+    holder = os.open(root / f".{live_key}.lock", os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # its maker is alive and converting
+    try:
+        cache.convert_cached("counting", str(setup["model"]), "toy", "toy", {})
+    finally:
+        os.close(holder)
+    assert not (root / f".partial-{dead_key}-x1").exists()
+    assert (root / f".partial-{live_key}-x1").exists()
+
+
+def test_temporary_directories_of_a_killed_process_are_removed_at_start_up(tmp_path):
+    from xvalidate import shm
+
+    script = ("import os, tempfile, time\n"
+              "d = tempfile.mkdtemp(prefix=f'xvalidate-{os.getpid()}-model-', dir=os.environ['D'])\n"
+              "open(os.path.join(d, 'model.h5'), 'wb').write(b'x' * 1000)\n"
+              "print(d, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, D=str(tmp_path)),
+                            stdout=subprocess.PIPE, text=True)
+    left = proc.stdout.readline().strip()
+    assert shm.stale_files((str(tmp_path),)) == []  # its process is alive
+    proc.kill()
+    proc.wait()
+    assert shm.clean_stale_files((str(tmp_path),)) == (1, 1000)
+    assert not os.path.exists(left)

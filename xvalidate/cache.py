@@ -27,6 +27,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
@@ -73,7 +74,7 @@ def usable_cache_dir() -> Path:
     try:
         return private_dir(root)
     except OSError as exc:
-        _fallback = Path(tempfile.mkdtemp(prefix="xvalidate-cache-"))
+        _fallback = Path(tempfile.mkdtemp(prefix=f"xvalidate-{os.getpid()}-cache-"))  # pid: see shm.py
         atexit.register(shutil.rmtree, _fallback, True)
         reason = exc.strerror or str(exc)
         print(f"xvalidate: warning: cache directory {root} is not usable ({reason}); "
@@ -140,10 +141,11 @@ def convert_cached(via: str, source: str, src: str, dst: str, options: Mapping[s
     route = get_route(via)
     route.check(src, dst)
     if not use_cache:
-        out = Path(tempfile.mkdtemp(prefix=f"xvalidate-{via}-"))
+        out = Path(tempfile.mkdtemp(prefix=f"xvalidate-{os.getpid()}-{via}-"))
         atexit.register(shutil.rmtree, out, True)
         return route.convert(source, src, dst, out, **options)
     root = usable_cache_dir()
+    remove_orphans(root)
     key = cache_key(source, via, src, dst, options)
     entry = root / key
     with _locked(root / f".{key}.lock"):
@@ -169,6 +171,35 @@ def convert_cached(via: str, source: str, src: str, dst: str, options: Mapping[s
     result.cache_hit = False
     result.seconds = conversion.seconds
     return result
+
+
+def remove_orphans(root: Path) -> int:
+    """Remove half-made entries whose maker died (its key's lock is free) and leftovers of discarded
+    entries; return how many directories went."""
+    removed = 0
+    for orphan in root.glob(".partial-*"):
+        key = orphan.name[len(".partial-"):].split("-")[0]
+        lock = root / f".{key}.lock"
+        if len(key) != 32 or not lock.exists():
+            continue  # an older version's partial, or one whose maker has not taken its lock yet
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # being made right now
+        finally:
+            os.close(fd)  # closing releases the lock if we took it
+        shutil.rmtree(orphan, ignore_errors=True)
+        removed += 1
+    for leftover in root.glob(".stale-*"):
+        try:
+            old = time.time() - leftover.stat().st_mtime > 600  # a young one may still be in use
+        except OSError:
+            continue
+        if old:
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _discard(entry: Path) -> None:

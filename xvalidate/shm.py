@@ -6,13 +6,15 @@ any process leaks nothing. Where memfd is missing, a file is created in /dev/shm
 with the creator's pid in its name and unlinked at once.
 
 `clean_stale_files()` removes what earlier versions or dead processes left behind:
-`xvalidate-<pid>-*` files whose process is gone, and older unnamed-pid
-`xvalidate-*.bin` / `xvalidate-<adapter>-*.log` files that no process holds open.
+`xvalidate-<pid>-*` files and directories (temporary models, conversions made without the
+cache) whose process is gone, and older unnamed-pid `xvalidate-*.bin` /
+`xvalidate-<adapter>-*.log` files that no process holds open.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -44,9 +46,13 @@ def stale_files(directories: tuple[str | None, ...] = (SHM_DIR, tempfile.gettemp
         except OSError:
             continue
         for entry in entries:
+            pid = _PID_NAME.match(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if pid and not psutil.pid_exists(int(pid.group(1))):
+                    found.append(Path(entry.path))
+                continue
             if not entry.is_file(follow_symlinks=False):
                 continue
-            pid = _PID_NAME.match(entry.name)
             if pid:
                 if not psutil.pid_exists(int(pid.group(1))):
                     found.append(Path(entry.path))
@@ -67,8 +73,12 @@ def clean_stale_files(directories: tuple[str | None, ...] | None = None) -> tupl
     count = size = 0
     for path in stale_files() if directories is None else stale_files(directories):
         try:
-            nbytes = path.stat().st_size
-            path.unlink()
+            if path.is_dir():
+                nbytes = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                shutil.rmtree(path)
+            else:
+                nbytes = path.stat().st_size
+                path.unlink()
         except OSError:
             continue
         count, size = count + 1, size + nbytes
