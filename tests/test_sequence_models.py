@@ -235,3 +235,26 @@ def lstm_outputs(onnx_path: str) -> list:
     import onnx
 
     return list(next(n for n in onnx.load(onnx_path).graph.node if n.op_type == "LSTM").output)
+
+
+def save_bidirectional_states(path: str) -> str:
+    """Bidirectional(LSTM(return_sequences, return_state)) whose forward and backward h are used."""
+    from xvalidate.models.keras_zoo import _keras
+
+    keras = _keras(0)
+    layers = keras.layers
+    x_in = keras.Input((6, 4), name="seq")
+    out, fh, fc, bh, bc = layers.Bidirectional(layers.LSTM(5, return_sequences=True, return_state=True), name="bi")(x_in)
+    head = layers.Dense(2, name="head")(layers.Concatenate(name="states")([fh, bh]))
+    keras.Model(x_in, [head, layers.GlobalAveragePooling1D(name="pool")(out)]).save(path)
+    return path
+
+
+def test_bidirectional_states_pair_with_their_direction(tmp_path):
+    """ONNX keeps both directions' h in one Y_h; tf2onnx's Slice of direction d is Keras's forward
+    (d=0) or backward (d=1) h. (The c states, unused here, have no such slice in the graph.)"""
+    h5 = get_worker("keras").call("test_sequence_models:save_bidirectional_states", str(tmp_path / "bi.h5"))
+    report = xvalidate.validate(h5, src="keras", dst="onnx", via="onnx", cache=False, batch=2)
+    rows = {r.src: r for r in report.layers}
+    assert all(rows[name].passed and rows[name].match == "name" for name in ("bi:0", "bi:1", "bi:3", "head"))
+    assert rows["bi:1"].dst != rows["bi:3"].dst and rows["bi:0"].transform == "TNC->NTC"

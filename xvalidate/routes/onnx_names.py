@@ -189,18 +189,37 @@ _RNN_OPS = ("LSTM", "GRU", "RNN")
 def _rnn_output_hints(graph, multi: set[str], names: set[str]) -> Hints:
     """{ONNX tensor: ("layer:k", "name")} for multi-output Keras layers that are one ONNX RNN node:
     the last tensor that the node's output k becomes through nodes of that layer or unnamed ones
-    tf2onnx inserted (Squeeze, Slice, Transpose)."""
-    origin: dict[str, tuple[str, int]] = {}  # tensor -> (layer, the RNN node output it comes from)
+    tf2onnx inserted (Squeeze, Slice, Transpose). A bidirectional node's states hold both
+    directions: the Slice that takes one of them out decides the Keras output (a Bidirectional
+    LSTM returns [output, forward h, forward c, backward h, backward c])."""
+    import onnx
+    from onnx import numpy_helper
+
+    tables = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    origin: dict[str, tuple[str, int]] = {}  # tensor -> (layer, its Keras output index)
     last: dict[tuple[str, int], str] = {}
+    states: dict[str, tuple[str, int, int]] = {}  # bidirectional state tensor -> (layer, ONNX output, states per direction)
     for node in graph.node:
         sources = {origin[i] for i in node.input if i in origin}
         if node.op_type in _RNN_OPS:
             layer = next((m for m in multi if any(layer_in_name(i, {m}) for i in node.input[:1])), None)
             if layer is None and len({src[0] for src in sources}) == 1:
                 layer = next(iter(sources))[0]
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            both = attrs.get("direction", b"forward") == b"bidirectional"
             for k, tensor in enumerate(node.output if layer else ()):
-                if tensor:
+                if tensor and both and k:
+                    states[tensor] = (layer, k, len(node.output) - 1)
+                elif tensor:
                     origin[tensor], last[(layer, k)] = (layer, k), tensor
+            continue
+        if node.op_type == "Slice" and node.input[0] in states:
+            layer, k, per_direction = states[node.input[0]]
+            begin = tables.get(node.input[1]) if len(node.input) > 1 else None
+            if begin is not None and begin.size == 1 and int(begin.reshape(-1)[0]) in (0, 1):
+                source = (layer, k + per_direction * int(begin.reshape(-1)[0]))
+                for tensor in node.output:
+                    origin[tensor], last[source] = source, tensor
             continue
         if len(sources) != 1:
             continue
