@@ -223,6 +223,16 @@ def test_grouped_convolutions_convert(work):
     assert keras(f"{HERE}:grouped_op_swapped_and_restored", h5) == {"inside": [True, True], "after": [False, False]}
 
 
+def test_a_reshape_to_a_computed_shape_is_refused_by_name(work):
+    """A Dense on a 4-D tensor (ConvNeXt's pointwise convolutions) is a Tensordot whose Reshape target shape
+    tf2onnx computes at run time; MXNet's importer cannot take it: the node is named, onnxruntime suggested."""
+    h5 = keras(f"{HERE}:save_dense_on_4d", str(work / "dense4d.h5"))
+    onnx_path = keras(f"{STEPS}:keras_to_onnx", h5, str(work / "dense4d.onnx"), 11)["onnx"]
+    with pytest.raises(UnsupportedLayerError, match=r"node '.*pointwise.*' \(Reshape\) computes its target shape "
+                                                    r"at run time.*validate with dst='onnx'"):
+        mxnet(f"{STEPS}:onnx_to_mxnet", onnx_path, str(work / "dense4d_mx"))
+
+
 def test_import_ops_refuse_what_mxnet_cannot_pad():
     from xvalidate.routes import onnx_import_ops
 
@@ -605,3 +615,12 @@ def grouped_op_swapped_and_restored(h5):
     with _plain_grouped_convolutions(model):
         inside = ["_jit_compiled_convolution_op" in vars(layer) for layer in convs]
     return {"inside": inside, "after": ["_jit_compiled_convolution_op" in vars(layer) for layer in convs]}
+
+
+def save_dense_on_4d(path):
+    from tensorflow import keras as k
+
+    x = k.Input((6, 6, 3))
+    y = k.layers.Dense(4, name="pointwise")(x)
+    k.Model(x, y).save(path)
+    return path

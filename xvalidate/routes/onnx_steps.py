@@ -214,6 +214,11 @@ def _operands_to_attributes(graph, onnx_path: str) -> None:
     constants.update({node.output[0]: attr.t for node in graph.node if node.op_type == "Constant"
                       for attr in node.attribute if attr.name == "value"})
     for node in graph.node:
+        if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] not in constants:
+            raise UnsupportedLayerError(
+                f"{onnx_path}: node {node.name!r} (Reshape) computes its target shape at run time (tf2onnx writes "
+                f"this for a Dense or Tensordot on a tensor of rank > 2); MXNet's ONNX importer needs a constant "
+                f"shape; validate with dst='onnx' (onnxruntime) instead")
         position, attribute = _OPERANDS_AS_ATTRIBUTES.get(node.op_type, (None, None))
         if position is None or len(node.input) <= position:
             continue
