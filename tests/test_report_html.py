@@ -141,3 +141,26 @@ def test_passing_report_has_no_cause_block_nor_highlight(tmp_path):
     assert page.find_all("h1")[0].text().startswith("PASS") and not page.find_all("p", "cause")
     assert not page.find_all("tr", "bad") and not page.find_all("circle")
     assert not [h for h in page.find_all("h3") if h.text().startswith("Unmatched")]
+
+
+def test_route_comparison_page(tmp_path):
+    from xvalidate.core.comparison import RouteComparison
+
+    good = Report("keras", "mxnet", "a.h5", "b", [LayerResult(i, f"layer{i}", f"d{i}", "name", metrics=metrics(1e-7 * (i + 1)))
+                                                  for i in range(3)], passed=True, tolerances={"atol": 1e-4})
+    bad = make_report()
+    comparison = RouteComparison("m.h5", "keras", "mxnet", ["mmdnn", "onnx", "tvm"], reports={"mmdnn": good, "onnx": bad},
+                                 errors={"tvm": "unknown route <tvm>"})
+    page = parse(open(comparison.to_html(str(tmp_path / "c.html"))).read())
+    h1 = page.find_all("h1")[0]
+    assert "fail" in h1.attrs["class"] and h1.text() == "FAIL: keras \u2192 mxnet via mmdnn, onnx, tvm"
+    summary = page.find_all("table")[0]
+    header = [th.text() for th in summary.find_all("th")]
+    assert header[:3] == ["route", "status", "convert s"] and header[-1] == "error"
+    cells = [[td.text() for td in tr.find_all("td")] for tr in summary.find_all("tr")[1:]]
+    assert [(c[0], c[1]) for c in cells] == [("mmdnn", "pass"), ("onnx", "fail"), ("tvm", "error")]
+    assert cells[2][-1] == "unknown route <tvm>" and cells[1][header.index("first divergence")] == "layer2"
+    plot = page.find_all("svg")[0]
+    assert len(plot.find_all("polyline")) == 2 and {"mmdnn", "onnx"} <= {t.text() for t in plot.find_all("text")}
+    assert [h.text() for h in page.find_all("h2")] == ["Route mmdnn", "Route onnx"]
+    assert len(page.find_all("svg")) == 3 and len(page.find_all("p", "cause")) == 1  # each report's body follows

@@ -180,3 +180,55 @@ def test_route_comparison_summary_and_table():
     assert not comparison
     assert RouteComparison("m", "a", "b", ["mmdnn"], reports={"mmdnn": good})
     assert not RouteComparison("m", "a", "b", ["mmdnn"])  # nothing ran: not a pass
+
+
+def comparison_of(n_layers=30):
+    """Two routes over n layers: mmdnn's error grows with depth, onnx fails at layer 7 only."""
+    def report(errors, passed):
+        rows = rows_of(errors, passed)
+        first = next((r for r in rows if not r.passed), None)
+        return Report("keras", "mxnet", "m", "n", rows, passed=first is None, first_divergence=first)
+    mmdnn = report([1e-9 * (i + 1) for i in range(n_layers)], [True] * n_layers)
+    onnx = report([0.5 if i == 7 else 1e-8 for i in range(n_layers)], [i != 7 for i in range(n_layers)])
+    return RouteComparison("m.h5", "keras", "mxnet", ["mmdnn", "onnx"], reports={"mmdnn": mmdnn, "onnx": onnx})
+
+
+def test_route_comparison_table_keeps_the_worst_rows_in_layer_order():
+    out = io.StringIO()
+    render_comparison(comparison_of(), Console(file=out, width=250), top=4)
+    text = out.getvalue()
+    assert text.startswith("FAIL: m.h5 keras -> mxnet via mmdnn, onnx")
+    assert "max_abs per source layer (4 of 30)" in text
+    cells = [line.split("│")[2].strip() for line in text.splitlines() if line.startswith("│")]
+    assert [c for c in cells if c.startswith("l")] == ["l7", "l27", "l28", "l29"]  # onnx's failure, mmdnn's deepest
+    routes = [line.split("│")[1].strip() for line in text.splitlines()[:12] if line.startswith("│")]
+    assert routes == ["mmdnn", "onnx"]
+    out = io.StringIO()
+    render_comparison(comparison_of(5), Console(file=out, width=250))
+    assert "max_abs per source layer (5 of 5)" in out.getvalue()
+
+
+def test_report_from_an_older_document_and_a_root_without_a_partner():
+    report = make_report()
+    data = report_to_dict(report)
+    data.pop("schema_version")
+    data.pop("roots")
+    back = report_from_dict(data)
+    assert back.roots == [] and back.first_divergence.src == "fc"
+    orphan = LayerResult(5, "dense_softmax", None, "none", passed=False, cause="activation: gone",
+                         src_shape=(1, 2), dst_shape=(1, 2))
+    report.roots, report.first_divergence = [orphan], orphan
+    back = report_from_dict(json.loads(json.dumps(report_to_dict(report))))
+    assert back.first_divergence.src == "dense_softmax" and back.first_divergence.dst is None
+    assert back.roots[0].dst_shape == (1, 2) and back.first_divergence is back.roots[0]
+    assert report.to_dict() == report_to_dict(report) and report.summary() == summary_text(report)
+
+
+def test_atomic_writers(tmp_path):
+    from xvalidate.report.files import save_npz_atomic, write_atomic_bytes
+
+    assert write_atomic_bytes(tmp_path / "b.bin", b"\x00\x01") == str(tmp_path / "b.bin")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    save_npz_atomic(tmp_path / "o.npz", {"a": np.arange(3)})
+    assert np.load(tmp_path / "o.npz")["a"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "o.npz"]
