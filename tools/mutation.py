@@ -46,14 +46,15 @@ def copy_tree(scratch: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def configure(scratch: Path) -> None:
-    """Append the [tool.mutmut] settings to the copy's pyproject.toml."""
+def configure(scratch: Path, patterns: list[str]) -> None:
+    """Append the [tool.mutmut] settings to the copy's pyproject.toml; mutant-name globs given,
+    only the files they can name are mutated."""
     globs = os.environ.get("MUTATION_TESTS", ",".join(FAST_TESTS)).split(",")
     tests = sorted({str(p.relative_to(scratch)) for g in globs for p in (scratch / "tests").glob(g.strip())})
     text = (REPO / "pyproject.toml").read_text()
     text += ("\n[tool.mutmut]\n"
              'source_paths = ["xvalidate"]\n'
-             f"only_mutate = {_toml_list(MODULES)}\n"
+             f"only_mutate = {_toml_list([p.replace('.', '/') for p in patterns] or MODULES)}\n"
              f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
              f"do_not_mutate_patterns = {_toml_list(SKIP_LINES)}\n"
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q"]\n')
@@ -79,7 +80,7 @@ def main(patterns: list[str]) -> int:
     scratch = Path(os.environ.get("MUTATION_DIR", "/tmp/xvalidate-mutation"))
     scratch.mkdir(parents=True, exist_ok=True)
     copy_tree(scratch)
-    configure(scratch)
+    configure(scratch, patterns)
     shutil.rmtree(scratch / "mutants", ignore_errors=True)  # mutmut may keep stale results when only tests changed
     jobs = os.environ.get("MUTATION_JOBS", "1")
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs, *patterns], cwd=scratch)
