@@ -141,6 +141,17 @@ class Adapter:
         sides to tell a transposed or flipped kernel from other weight faults."""
         return None
 
+    def supports_isolation(self, model: Any) -> bool:
+        """Whether `run_isolated` works for `model` (isolated checks, `compare(..., isolate=True)`)."""
+        return False
+
+    def run_isolated(self, model: Any, x: Any, feeds: Mapping[str, np.ndarray],
+                     layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Like `run`, but every tensor named in `feeds` is read by the ops that consume it from the
+        given value instead of as computed; the asked tensors are still computed, so each one comes
+        from the fed values of the tensors above it. One forward pass for all of them."""
+        raise NotImplementedError(f"isolate is not supported for destination {self.name}")
+
     def release(self, model: Any) -> None:
         """Drop whatever the adapter keeps for `model` (capture graphs, sessions): the worker is done with it."""
 

@@ -186,6 +186,39 @@ class MXNetAdapter(Adapter):
                                    attrs=_small(attrs)))
         return infos
 
+    def supports_isolation(self, model: MXNetModel) -> bool:
+        return True
+
+    def run_isolated(self, model: MXNetModel, x: Any, feeds: dict, layers: Sequence[str] | None = None) -> dict:
+        import mxnet as mx
+
+        graph = _graph(model.symbol)
+        names = [op.name for op in graph.ops]
+        chosen = pick_layers(names, layers, model.source)
+        pick_layers(names, list(feeds), model.source)  # every fed tensor exists
+        x = x if isinstance(x, np.ndarray) else next(iter(x.values()))
+        values = {model.input_name: x, **{name + FED: value for name, value in feeds.items()}}
+        key = ("isolated", tuple(chosen), tuple((n, v.shape) for n, v in values.items()))
+        exe = model.executors.get(key)
+        if exe is None:
+            symbol = _fed_symbol(model.symbol, graph, chosen, list(feeds))
+            args = {name: model.arg_params[name] for name in symbol.list_arguments() if name in model.arg_params}
+            used = set(symbol.list_arguments())  # a fed tensor nothing reads is not an argument
+            args.update((name, mx.nd.zeros(value.shape)) for name, value in values.items() if name in used)
+            for name in symbol.list_arguments():  # labels of SoftmaxOutput heads: unused at inference
+                args.setdefault(name, mx.nd.zeros((x.shape[0],)))
+            aux = {name: model.aux_params[name] for name in symbol.list_auxiliary_states()}
+            try:
+                with _no_graph_fusion():
+                    exe = symbol.bind(mx.cpu(), args=args, aux_states=aux, grad_req="null")
+            except mx.base.MXNetError as exc:
+                raise InputShapeError(f"{model.source}: cannot run with the fed tensors ({_first_line(exc)})") from None
+            model.executors = {key: exe}  # one executor at a time, as run() keeps
+        for name, value in values.items():
+            if name in exe.arg_dict:
+                exe.arg_dict[name][:] = np.asarray(value, np.float32)
+        return {name: out.asnumpy() for name, out in zip(chosen, exe.forward(is_train=False))}
+
     def kernel(self, model: MXNetModel, name: str) -> np.ndarray | None:
         graph = _graph(model.symbol)
         op = next((o for o in graph.ops if o.name == name), None)
@@ -346,6 +379,32 @@ def _graph(symbol: Any) -> _Graph:
         name = base if not m.group(2) else f"{base}:{output_index}"
         ops.append(_Op(name, node, node_index, output_index, pos))
     return _Graph(nodes, ops, position)
+
+
+FED = "::fed"  # suffix of the variable that replaces a fed tensor for its consumers
+
+
+def _fed_symbol(symbol: Any, graph: "_Graph", outputs: list[str], fed: list[str]) -> Any:
+    """`symbol` with every tensor in `fed` read by its consumers from a new variable (name + FED),
+    and `outputs` as its heads. The variables go first in the node list, which keeps it in order."""
+    import mxnet as mx
+
+    data = json.loads(symbol.tojson())
+    by_name = {op.name: op for op in graph.ops}
+    variables = [{"op": "null", "name": name + FED, "inputs": []} for name in fed]
+    replaced = {(by_name[name].node_index, by_name[name].output_index): i for i, name in enumerate(fed)}
+    shift = len(variables)
+    nodes = []
+    for node in data["nodes"]:
+        node = dict(node)
+        node["inputs"] = [[replaced[(i, j)], 0, 0] if (i, j) in replaced else [i + shift, j, v]
+                          for i, j, v in node["inputs"]]
+        nodes.append(node)
+    data["nodes"] = variables + nodes
+    data["arg_nodes"] = [i for i, node in enumerate(data["nodes"]) if node["op"] == "null"]
+    data["heads"] = [[by_name[name].node_index + shift, by_name[name].output_index, 0] for name in outputs]
+    data.pop("node_row_ptr", None)
+    return mx.sym.load_json(json.dumps(data))
 
 
 def _parse(value: Any) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -167,6 +167,27 @@ class OnnxAdapter(Adapter):
         return dict(zip(chosen, outputs))
 
 
+    def supports_isolation(self, model: OnnxModel) -> bool:
+        return True
+
+    def run_isolated(self, model: OnnxModel, x: np.ndarray | dict, feeds: Mapping[str, np.ndarray],
+                     layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        infos = self.inputs_info(model)
+        arrays = input_arrays(x, infos, model.source)
+        chosen = pick_layers(_output_names(model), layers, model.source)
+        pick_layers(_output_names(model), list(feeds), model.source)  # every fed tensor exists
+        session = _session(model, chosen, fed=tuple(feeds))
+        feed = {info.name: arrays[info.name].astype(info.dtype, copy=False) for info in infos}
+        feed.update((name + FED, np.ascontiguousarray(value, np.float32)) for name, value in feeds.items())
+        try:
+            outputs = session.run(chosen, feed)
+        except Exception as exc:  # onnxruntime's Fail/InvalidArgument
+            raise InputShapeError(f"{model.source}: onnxruntime could not run with the fed tensors "
+                                  f"({_first_line(exc)})") from None
+        return dict(zip(chosen, outputs))
+
+
+FED = "::fed"  # suffix of the graph input that replaces a fed tensor for its consumers
 _LOOKED_THROUGH = {"BatchNormalization", "Relu", "Clip", "Sigmoid", "LeakyRelu", "Add", "HardSwish", "Identity"}
 
 
@@ -174,9 +195,10 @@ def _output_names(model: OnnxModel) -> list[str]:
     return [o for node in model.proto.graph.node for o in node.output if o]
 
 
-def _session(model: OnnxModel, outputs: list[str]):
-    """The session of `model` whose outputs are `outputs` (the last one built is kept)."""
-    key = tuple(outputs)
+def _session(model: OnnxModel, outputs: list[str], fed: tuple[str, ...] = ()):
+    """The session of `model` whose outputs are `outputs` (the last one built is kept). Each tensor in
+    `fed` is read by its consumers from a new float graph input named `tensor + FED`."""
+    key = (tuple(outputs), fed)
     if key in model.sessions:
         return model.sessions[key]
     import onnx
@@ -186,6 +208,14 @@ def _session(model: OnnxModel, outputs: list[str]):
     proto.CopyFrom(model.proto)
     del proto.graph.output[:]
     proto.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in outputs)
+    if fed:
+        wanted = set(fed)
+        for node in proto.graph.node:
+            for i, name in enumerate(node.input):
+                if name in wanted:
+                    node.input[i] = name + FED
+        proto.graph.input.extend(onnx.helper.make_tensor_value_info(name + FED, onnx.TensorProto.FLOAT, None)
+                                 for name in fed)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

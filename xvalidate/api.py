@@ -46,7 +46,7 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
             layer_map: Mapping[str, str] | str | None = None, atol: float | None = None, rtol: float | None = None,
             tolerances: Mapping[str, Any] | None = None, *, batch: int = 1, seed: int = 0, preprocess: str = "unit",
             memory_budget: int | None = None, progress: Progress | None = None, trust_model: bool = False,
-            hints: Mapping[str, tuple[str, str]] | None = None) -> Report:
+            hints: Mapping[str, tuple[str, str]] | None = None, isolate: bool = False) -> Report:
     """Compare two models the user already has, layer by layer, on the same input.
 
     inputs: None (seeded random data that fits each source input, `batch` samples), an array,
@@ -56,7 +56,9 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     atol/rtol: global tolerances; tolerances: per-layer ones ({name or pattern: atol or
     {"atol":, "rtol":}, "default": ...}). hints: a conversion's name correspondence
     ({dst tensor: (src layer, "name" | "fused")}, `Conversion.hints`), to compare a converted model
-    that was edited afterwards the way `validate` compares it."""
+    that was edited afterwards the way `validate` compares it. isolate: also run every destination
+    layer on the source's values of its paired inputs, so that each faulty layer shows on its own
+    (`report.roots` then lists every layer whose isolated error fails)."""
     tol = Tolerances(atol, rtol, tolerances)
     mapping = _layer_map(layer_map)
     _budget(memory_budget)
@@ -64,18 +66,18 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
         return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, hints=hints, batch=batch, seed=seed,
                               preprocess=preprocess, memory_budget=memory_budget, progress=progress,
-                              names=(_describe(src_model), _describe(dst_model)))
+                              names=(_describe(src_model), _describe(dst_model)), isolate=isolate)
 
 
 def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmdnn", inputs: Any = None,
              atol: float | None = None, rtol: float | None = None, tolerances: Mapping[str, Any] | None = None,
              keep: str | None = None, *, cache: bool = True, batch: int = 1, seed: int = 0,
              preprocess: str = "unit", memory_budget: int | None = None, route_options: Mapping | None = None,
-             progress: Progress | None = None, trust_model: bool = False) -> Report:
+             progress: Progress | None = None, trust_model: bool = False, isolate: bool = False) -> Report:
     """Convert `model` from `src` to `dst` through route `via`, run both, and compare layer by layer.
 
     keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
-    model content, route and library versions (see xvalidate.cache)."""
+    model content, route and library versions (see xvalidate.cache). isolate: as in `compare`."""
     from xvalidate.cache import convert_cached
     from xvalidate.registry import get_route
     from xvalidate.routes.base import with_input_shape
@@ -95,7 +97,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
         _notify(progress, "convert", 1, 1)
         report = _compare_paths(src, src_path, dst, conversion.dst_source, inputs, {}, tol, hints=conversion.hints,
                                 batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
-                                progress=progress, names=(_describe(model), conversion.dst_source))
+                                progress=progress, names=(_describe(model), conversion.dst_source), isolate=isolate)
     report.via = via
     report.timings = {"convert": convert_seconds, **report.timings}
     report.meta["cache_hit"] = conversion.cache_hit
@@ -131,9 +133,13 @@ def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequ
 # ---------------------------------------------------------------- the comparison loop
 def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any, layer_map: Mapping[str, str],
                    tol: Tolerances, *, hints: Mapping | None = None, batch: int, seed: int, preprocess: str,
-                   memory_budget: int | None, progress: Progress | None, names: tuple[str, str]) -> Report:
+                   memory_budget: int | None, progress: Progress | None, names: tuple[str, str],
+                   isolate: bool = False) -> Report:
     timings: dict[str, float] = {}
     src_worker, dst_worker = get_worker(src), get_worker(dst)
+    if isolate and not dst_worker.supports_isolation(dst_path):
+        raise OptionError(f"isolate is not supported for destination {dst}: its adapter cannot run a layer on "
+                          "given input values; compare without isolate")
     t0 = time.perf_counter()
     _notify(progress, "load", 0, 1)
     with ThreadPoolExecutor(2) as pool:
@@ -180,6 +186,14 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                                 kernels=_kernel_pairs(src_worker, src_path, dst_worker, dst_path))
             differ.add(src_out, dst_out)
             diff_s += time.perf_counter() - t1
+            if isolate:  # every destination layer again, on the source's values of its paired inputs
+                iso_out, ti = _timed(dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)), None,
+                                     differ.feeds(src_out))
+                run_s["isolated"] = run_s.get("isolated", 0.0) + ti
+                t1 = time.perf_counter()
+                differ.add_isolated(src_out, iso_out)
+                diff_s += time.perf_counter() - t1
+                del iso_out
             if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
                 per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / size
                 chunk = max(1, int(budget // max(per_sample, 1)))
@@ -193,6 +207,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     diff_s += time.perf_counter() - t1
     _notify(progress, "diff", 1, 1)
     timings.update({"src_run": run_s["src"], "dst_run": run_s["dst"], "diff": diff_s})
+    if "isolated" in run_s:
+        timings["dst_isolated_run"] = run_s["isolated"]
     paired = {r.src for r in rows}
     report = Report(
         src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,

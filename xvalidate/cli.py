@@ -101,6 +101,8 @@ def _common(fn: Callable) -> Callable:
         click.option("--html", type=click.Path(), help="Write a self-contained HTML report here."),
         click.option("--json", "json_path", type=click.Path(), help="Write the JSON report here."),
         click.option("--all", "all_rows", is_flag=True, help="Show every layer, not only the worst."),
+        click.option("--isolate", is_flag=True, help="Also run each destination layer on the source's values of its "
+                                                     "inputs: every faulty layer is a root, not only the first."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -141,7 +143,7 @@ def main(debug: bool) -> None:
 @_safety
 @_guard
 def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, preprocess, atol, rtol,
-            tolerance_file, memory_budget, html, json_path, all_rows, trust_model):
+            tolerance_file, memory_budget, html, json_path, all_rows, isolate, trust_model):
     """Compare two models you already have (e.g. a Keras model and your Gluon port)."""
     import xvalidate
 
@@ -149,7 +151,7 @@ def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, prep
         report = xvalidate.compare(src_model, dst_model, src=src, dst=dst, inputs=inputs, layer_map=layer_map,
                                    atol=atol, rtol=rtol, tolerances=_tolerance_file(tolerance_file), batch=batch,
                                    seed=seed, preprocess=preprocess, memory_budget=memory_budget, progress=progress,
-                                   trust_model=trust_model)
+                                   trust_model=trust_model, isolate=isolate)
     _finish(report, html, json_path, all_rows)
 
 
@@ -166,7 +168,7 @@ def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, prep
 @_safety
 @_guard
 def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, batch, seed, preprocess, atol, rtol,
-             tolerance_file, memory_budget, html, json_path, all_rows, trust_model):
+             tolerance_file, memory_budget, html, json_path, all_rows, isolate, trust_model):
     """Convert MODEL from --src to --dst through --via and compare the two layer by layer."""
     import xvalidate
 
@@ -175,7 +177,8 @@ def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, b
         report = xvalidate.validate(model, src=src, dst=dst, via=via, inputs=inputs, atol=atol, rtol=rtol,
                                     tolerances=_tolerance_file(tolerance_file), keep=keep, cache=not no_cache,
                                     batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
-                                    route_options=route_options, progress=progress, trust_model=trust_model)
+                                    route_options=route_options, progress=progress, trust_model=trust_model,
+                                    isolate=isolate)
     _finish(report, html, json_path, all_rows)
 
 

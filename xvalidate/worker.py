@@ -41,6 +41,7 @@ from xvalidate import errors
 from xvalidate.shm import clean_stale_files, new_memory_file
 
 # Seconds a worker may take to answer one request (a conversion step, loading a model, one chunk).
+_FEED = "\x00feed:"  # prefix of fed tensors in a run's array file (no input name starts with a NUL)
 DEFAULT_TIMEOUT = float(os.environ.get("XVALIDATE_WORKER_TIMEOUT", "600"))
 # Quiet framework logs; MXNet's oneDNN graph fusion must be off, or capturing intermediate outputs
 # skips fused ops (a ReLU6 after a conv) or fails to bind.
@@ -192,13 +193,17 @@ class Worker:
         self._request("set_trust_model", bool(trust))
 
     def run(self, source: str, x: np.ndarray | Mapping[str, np.ndarray],
-            layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+            layers: Sequence[str] | None = None, feeds: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Capture the asked layers (all when None) of the model at `source` in one forward pass.
-        `x`: one array, or {input name: array} for a model with several inputs."""
+        `x`: one array, or {input name: array} for a model with several inputs. `feeds`: values
+        for internal tensors that their consumers read instead (Adapter.run_isolated)."""
         named = isinstance(x, Mapping)
         x = {k: np.asarray(v) for k, v in x.items()} if named else np.asarray(x)
-        x_file = write_arrays(x if named else {"x": x})
+        arrays = dict(x) if named else {"x": x}
+        arrays.update((_FEED + name, np.asarray(value)) for name, value in (feeds or {}).items())
+        x_file = write_arrays(arrays)
         x_file.index["named"] = named
+        x_file.index["feeds"] = list(feeds or ())
         reuse = self._free_buffers.pop() if self._free_buffers else None
         fds = [x_file.fd] + ([reuse.fd] if reuse else [])
         try:
@@ -225,6 +230,10 @@ class Worker:
     def _release(self, buffer: _Buffer) -> None:
         if buffer in self._buffers:
             self._free_buffers.append(buffer)
+
+    def supports_isolation(self, source: str) -> bool:
+        """The adapter's `supports_isolation(model)` for the model at `source`."""
+        return self._request("supports_isolation", str(source))
 
     def kernel(self, source: str, name: str) -> np.ndarray | None:
         """The adapter's `kernel(model, name)` for the model at `source` (see Adapter.kernel)."""
@@ -438,15 +447,19 @@ class _Server:
     def kernel(self, source: str, name: str) -> Any:
         return self.adapter.kernel(self.model(source), name)
 
+    def supports_isolation(self, source: str) -> bool:
+        return bool(self.adapter.supports_isolation(self.model(source)))
+
     def inputs_info(self, source: str) -> list[dict]:
         return [info.to_dict() for info in self.adapter.inputs_info(self.model(source))]
 
     def run(self, source: str, x_index: dict, layers: list[str] | None, reuse: bool, *, fds: list[int]) -> tuple:
         model = self.model(source)
         arrays = read_arrays(x_index, fds[0], lambda: None)  # the serving loop closes the descriptor
+        feeds = {name: arrays.pop(_FEED + name) for name in x_index.get("feeds", [])}
         x = arrays if x_index.get("named") else arrays["x"]  # {input name: array} or one array
         self.report_phase(f"running a chunk of {_samples(x)} samples through {source}")
-        outputs = self.adapter.run(model, x, layers)
+        outputs = self.adapter.run_isolated(model, x, feeds, layers) if feeds else self.adapter.run(model, x, layers)
         out = write_arrays(outputs, fds[1] if reuse else None)
         return out.index, [out.fd]
 

@@ -5,6 +5,10 @@
         differ.add(src_out, dst_out)
     rows, roots = differ.finish()
 
+With isolation, each chunk's isolated destination run (fed `differ.feeds(src_out)`) goes to
+`differ.add_isolated(src_out, iso_out)`; rows then carry both errors and the roots are the layers
+whose isolated error fails.
+
 The first chunk fixes each pair's layout transform (trying every transform the shapes allow and
 keeping the closest). After every chunk, each pair that fails in it while its paired inputs pass
 there (a root on that chunk) keeps its tensors, those of the unpaired layers above it and of its
@@ -14,6 +18,7 @@ root is diagnosed on real tensors that show it. Metrics accumulate over chunks
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -50,6 +55,8 @@ class Differ:
         self._shape_error: dict[str, str] = {}
         self._acc: dict[str, MetricAccumulator] = {}
         self._kept: dict[str, dict] = {}  # root on some chunk -> its tensors from that chunk
+        self._iso_acc: dict[str, MetricAccumulator] = {}  # with isolate: metrics of the isolated runs
+        self._iso_kept: dict[str, dict] = {}  # isolated failure -> its tensors from the first chunk showing it
         self._started = False
         self.shapes: dict[str, tuple[tuple, tuple]] = {}
 
@@ -74,6 +81,30 @@ class Differ:
                 break
             if pair.src not in self._kept and is_root(pair.src, failing, self.upstream):
                 self._kept[pair.src] = self._keep(pair, src_out, dst_out)
+
+    def feeds(self, src_out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """{destination tensor: the source's value of its partner in the destination's layout}: what an
+        isolated run of the destination reads instead of its own tensors (call after the first add)."""
+        out = {}
+        for pair in self.pairs:
+            if pair.src in self._acc and pair.src in src_out:
+                out[pair.dst] = layout.to_destination(self._transform[pair.src], src_out[pair.src],
+                                                      self.shapes[pair.src][1], self._producer_shape[pair.src])
+        return out
+
+    def add_isolated(self, src_out: Mapping[str, np.ndarray], iso_out: Mapping[str, np.ndarray]) -> None:
+        """Fold one chunk of an isolated destination run (each layer computed from the source's values of
+        its inputs) into the isolated metrics; keep the tensors of the first chunk where a pair fails."""
+        for pair in self.pairs:
+            if pair.src not in self._acc or pair.dst not in iso_out:
+                continue
+            atol, rtol = self.tolerance_for(pair.src)
+            acc = self._iso_acc.setdefault(pair.src, MetricAccumulator(atol, rtol))
+            before = acc.mismatched
+            acc.update(src_out[pair.src], layout.apply(self._transform[pair.src], iso_out[pair.dst],
+                                                       self._producer_shape[pair.src]))
+            if acc.mismatched > before and pair.src not in self._iso_kept and len(self._iso_kept) < self.max_roots:
+                self._iso_kept[pair.src] = self._keep(pair, src_out, iso_out)
 
     def _keep(self, pair, src_out, dst_out) -> dict:
         """Copies of what diagnosing `pair` may look at: its tensors, the source layers above it up to
@@ -120,14 +151,19 @@ class Differ:
         its cause (a root may be an unpaired source layer, with dst None or a refused candidate)."""
         rows = [self._row(pair) for pair in self.pairs]
         by_src = {r.src: r for r in rows}
-        failing = {r.src for r in rows if not r.passed}
         roots: dict[str, LayerResult] = {}
-        for row in rows:
-            if not is_root(row.src, failing, self.upstream):
-                continue
-            root = self._explain(row, by_src)
-            roots.setdefault(root.src, root)
-        self._kept = {}
+        if self._iso_acc:  # isolated: a layer is a root when it fails on its inputs' source values
+            for row in rows:
+                if row.isolated_passed is False:
+                    root = self._explain(row, {name: _passing(r) for name, r in by_src.items()}, self._iso_kept)
+                    roots.setdefault(root.src, root)
+        else:
+            failing = {r.src for r in rows if not r.passed}
+            for row in rows:
+                if is_root(row.src, failing, self.upstream):
+                    root = self._explain(row, by_src, self._kept)
+                    roots.setdefault(root.src, root)
+        self._kept, self._iso_kept = {}, {}
         return rows, sorted(roots.values(), key=lambda r: r.index)
 
     def _row(self, pair) -> LayerResult:
@@ -146,11 +182,14 @@ class Differ:
         else:
             row.metrics = self._acc[pair.src].result()
             row.passed = passes(row.metrics, atol, rtol)
+        if pair.src in self._iso_acc:
+            row.isolated = self._iso_acc[pair.src].result()
+            row.isolated_passed = passes(row.isolated, atol, rtol)
         return row
 
-    def _explain(self, row: LayerResult, rows_by_src: Mapping[str, LayerResult]) -> LayerResult:
+    def _explain(self, row: LayerResult, rows_by_src: Mapping[str, LayerResult], kept_by: Mapping) -> LayerResult:
         """The root `row` with its cause, or the unpaired layer above it where the blame belongs."""
-        kept = self._kept.get(row.src)
+        kept = kept_by.get(row.src)
         if kept is None:
             row.cause = "not diagnosed: more roots than the diagnosis keeps tensors for"
             return row
@@ -166,6 +205,11 @@ class Differ:
         folded = self.src_info.get(info.inputs[0]) if row.match == "fused" and len(info.inputs) == 1 else None
         row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src, kernels, folded)
         return row
+
+
+def _passing(row: LayerResult) -> LayerResult:
+    """`row` as the isolated view sees it: its input values are the source's, so it agrees."""
+    return replace(row, passed=True)
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:

@@ -78,6 +78,25 @@ def _rnn_candidates(src: tuple, dst: tuple) -> list[str]:
     return []
 
 
+def to_destination(transform: str | None, arr: np.ndarray, dst_shape: Sequence[int],
+                   dst_producer_shape: Sequence[int] | None = None) -> np.ndarray:
+    """The inverse of `apply`: a source tensor in the destination's layout (`dst_shape` per sample
+    as the destination holds it), so that it can stand in for the destination's own tensor."""
+    n = arr.shape[0]
+    if transform is None:
+        return arr
+    if transform in _PERMS:
+        return np.ascontiguousarray(arr.transpose(np.argsort(_PERMS[transform])))
+    if transform.startswith("reshape:"):
+        return arr.reshape((n,) + tuple(dst_shape[1:]))
+    if transform.startswith("flatten:"):
+        perm = _PERMS[transform.split(":", 1)[1]]
+        inner = tuple(dst_producer_shape[1:])
+        permuted = tuple(inner[p - 1] for p in perm[1:])
+        return np.ascontiguousarray(arr.reshape((n,) + permuted).transpose(np.argsort(perm)).reshape(n, -1))
+    raise ValueError(f"unknown transform {transform!r}")
+
+
 def _without_ones(shape: tuple) -> tuple:
     return shape[:1] + tuple(d for d in shape[1:] if d != 1)
 

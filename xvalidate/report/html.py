@@ -99,6 +99,8 @@ def report_body(report: Report) -> str:
     xs = [r.index for r in report.layers]
     series = [("max_abs", xs, [r.metrics.get("max_abs") for r in report.layers]),
               ("mean_abs", xs, [r.metrics.get("mean_abs") for r in report.layers])]
+    if any(r.isolated is not None for r in report.layers):
+        series.append(("isolated max_abs", xs, [(r.isolated or {}).get("max_abs") for r in report.layers]))
     marks = [(r.index, r.metrics.get("max_abs")) for r in report.layers if not r.passed]
     parts.append(svg_plot(series, title="error against depth", marks=marks,
                           hline=report.tolerances.get("atol")))
@@ -124,8 +126,9 @@ def report_body(report: Report) -> str:
 
 
 def layer_table(report: Report) -> str:
+    isolated = any(r.isolated is not None for r in report.layers)
     head = ("#", "source layer", "destination", "match", "transform", "max_abs", "mean_abs", "rmse", "max_rel",
-            "cosine", "diff_var", "snr_db", "mismatched", "status")
+            "cosine", "diff_var", "snr_db", "mismatched", "status", *(("isolated max_abs",) if isolated else ()))
     rows = ["<table><tr>" + "".join(f'<th class="{"l" if h in ("source layer", "destination", "match", "transform") else ""}">'
                                     f"{h}</th>" for h in head) + "</tr>"]
     for r in report.layers:
@@ -133,6 +136,8 @@ def layer_table(report: Report) -> str:
         cells = [str(r.index), r.src, r.dst or "-", r.match, r.transform or "", fmt(m.get("max_abs")),
                  fmt(m.get("mean_abs")), fmt(m.get("rmse")), fmt(m.get("max_rel")), fmt(m.get("cosine")),
                  fmt(m.get("diff_var")), fmt(m.get("snr_db")), mismatch_text(r), "ok" if r.passed else (r.note or "FAIL")]
+        if isolated:
+            cells.append(fmt((r.isolated or {}).get("max_abs")) + (" (root)" if r.isolated_passed is False else ""))
         rows.append(f'<tr class="{"" if r.passed else "bad"}">' + "".join(
             f'<td class="{"l" if i in (1, 2, 3, 4, 13) else ""}">{escape(c)}</td>' for i, c in enumerate(cells)) + "</tr>")
     return "".join(rows) + "</table>"

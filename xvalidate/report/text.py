@@ -52,6 +52,9 @@ def summary_text(report: Report) -> str:
         detail = first.note or f"max_abs {fmt(first.metrics.get('max_abs'))}, mismatched {mismatch_text(first)}"
         lines.append(f"first divergence: {where} ({detail})")
         lines.append(f"likely cause: {first.cause}")
+    if any(row.isolated is not None for row in report.layers):
+        bad = sum(row.isolated_passed is False for row in report.layers)
+        lines.append(f"isolated: {bad} layer(s) fail on the source's values of their own inputs (the roots)")
     others = [root for root in report.roots if root is not first]
     if others:
         lines.append(f"other roots of divergence ({len(others)}; each fails while its paired inputs pass):")
@@ -86,12 +89,18 @@ def render(report: Report, console, all_rows: bool = False, top: int = 15) -> No
     rows = report.layers if all_rows else _interesting(report, top)
     title = "all layers" if all_rows else f"worst {len(rows)} of {len(report.layers)} layers (--all for every one)"
     table = Table(title=title, title_justify="left", header_style="bold")
-    for column in ("#", "layer", "destination", "match", "max_abs", "mean_abs", "cosine", "mismatched", ""):
-        table.add_column(column, justify="right" if column in ("#", "max_abs", "mean_abs", "cosine", "mismatched") else "left",
-                         overflow="fold")
+    isolated = any(row.isolated is not None for row in report.layers)
+    numbers = ("#", "max_abs", "isolated", "mean_abs", "cosine", "mismatched")
+    columns = ("#", "layer", "destination", "match", "max_abs", *(("isolated",) if isolated else ()), "mean_abs",
+               "cosine", "mismatched", "")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numbers else "left", overflow="fold")
     for row in rows:
         status = Text("ok", style="green") if row.passed else Text("FAIL", style="bold red")
-        table.add_row(str(row.index), row.src, row.dst or "-", row.match, fmt(row.metrics.get("max_abs")),
+        if row.isolated_passed is False:
+            status = Text("ROOT", style="bold red")
+        iso = (fmt((row.isolated or {}).get("max_abs")),) if isolated else ()
+        table.add_row(str(row.index), row.src, row.dst or "-", row.match, fmt(row.metrics.get("max_abs")), *iso,
                       fmt(row.metrics.get("mean_abs")), fmt(row.metrics.get("cosine")), mismatch_text(row), status,
                       style=None if row.passed else "red")
     console.print(table)
