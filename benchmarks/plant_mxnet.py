@@ -35,6 +35,8 @@ def plant(kind: str, symbol_path: str, name: str, out_prefix: str, seed: int = 0
     params = {k: v.asnumpy() for k, v in mx.nd.load(str(_params_of(symbol_path))).items()}
     node = _node(nodes, name)
     if kind in ("weights", "kernel transposed", "channel order"):
+        if kind == "channel order" and int(node.get("attrs", {}).get("num_group", "1")) > 1:
+            raise ValueError(f"{name}: a grouped convolution's kernels do not reorder its outputs")
         key = "arg:" + _input_name(nodes, node, 1)
         w = params[key]
         if kind == "weights":
