@@ -11,21 +11,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import xvalidate
-from xvalidate.cache import convert_cached
-from xvalidate.worker import get_worker, shutdown_workers
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steps import _best as best  # noqa: E402
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+import xvalidate  # noqa: E402
+from xvalidate.cache import convert_cached  # noqa: E402
+from xvalidate.worker import get_worker, shutdown_workers  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
