@@ -232,3 +232,19 @@ def test_atomic_writers(tmp_path):
     save_npz_atomic(tmp_path / "o.npz", {"a": np.arange(3)})
     assert np.load(tmp_path / "o.npz")["a"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "o.npz"]
+
+
+def test_route_comparison_document(tmp_path):
+    comparison = comparison_of(10)
+    comparison.reports["mmdnn"].timings = {"convert": 1.0, "src_run": 0.25, "dst_run": 0.5}
+    comparison.reports["empty"] = Report("keras", "mxnet", "m", "n", [], passed=False)
+    comparison.routes.append("empty")
+    data = json.loads(open(comparison.to_json(str(tmp_path / "c.json"))).read())
+    assert set(data) == {"model", "src", "dst", "routes", "passed", "errors", "summary", "reports"}
+    assert (data["model"], data["src"], data["dst"], data["routes"]) == ("m.h5", "keras", "mxnet", ["mmdnn", "onnx", "empty"])
+    assert data["passed"] is False and data["errors"] == {}
+    assert data["reports"]["onnx"]["first_divergence"] == "l7" and data["reports"]["mmdnn"]["passed"] is True
+    mmdnn, _, empty = data["summary"]
+    assert (mmdnn["convert_s"], mmdnn["src_run_s"], mmdnn["dst_run_s"]) == (1.0, 0.25, 0.5)
+    assert mmdnn["final_layer"] == "l9" and mmdnn["final_max_abs"] == 1e-8
+    assert empty["final_layer"] is None and empty["worst_layer"] is None and empty["paired"] == 0
