@@ -28,7 +28,8 @@ from xvalidate.core.align import Alignment
 from xvalidate.core.diagnose import diagnose
 from xvalidate.core.metrics import MetricAccumulator
 from xvalidate.core.report import METRIC_NAMES, LayerResult
-from xvalidate.core.roots import is_root, tensors_above, upstream, upstream_blame
+from xvalidate.core.pairing import upstream
+from xvalidate.core.roots import is_root, tensors_above, upstream_blame
 from xvalidate.core.tolerances import passes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from xvalidate.core import layout
@@ -61,7 +62,7 @@ def drop_impossible(src_layers, dst_layers, found: dict, src_shapes, dst_shapes,
         pair = found.get(info.name)
         if pair is None or pair.match != "structural":
             continue
-        for producer in nearest_paired(info.name, src_by_name, found):
+        for producer in upstream(info.name, src_by_name, found).producers:
             partner = found[producer].dst
             if partner in position and not bits.get(pair.dst, 0) >> position[partner] & 1:
                 del found[info.name]
@@ -75,21 +76,29 @@ def _fmt(shape) -> str:
     return "unknown" if shape is None else "(" + ", ".join("N" if i == 0 else str(d) for i, d in enumerate(shape)) + ")"
 
 
-def nearest_paired(name: str, src_by_name: Mapping, paired: Mapping) -> list[str]:
-    """The nearest producers of source layer `name` that have a partner, looking through the
-    unpaired layers between (in the order met)."""
-    out: list[str] = []
+@dataclass
+class Upstream:
+    """The nearest paired producers of a layer and the unpaired layers met on the way, nearest first."""
+
+    producers: list[str] = field(default_factory=list)
+    path: list[str] = field(default_factory=list)
+
+
+def upstream(name: str, src_by_name: Mapping, paired: Mapping) -> Upstream:
+    """Walk up from source layer `name` through the layers not in `paired` to the nearest ones in it."""
+    out = Upstream()
     seen: set[str] = set()
-    stack = list(reversed(src_by_name[name].inputs)) if name in src_by_name else []
-    while stack:
-        producer = stack.pop()
+    queue = list(src_by_name[name].inputs) if name in src_by_name else []
+    while queue:
+        producer = queue.pop(0)
         if producer in seen or producer not in src_by_name:
             continue
         seen.add(producer)
-        if producer in paired and getattr(paired[producer], "dst", None) is not None:
-            out.append(producer)
+        if producer in paired:
+            out.producers.append(producer)
         else:
-            stack.extend(reversed(src_by_name[producer].inputs))
+            out.path.append(producer)
+            queue.extend(src_by_name[producer].inputs)
     return out
 
 
@@ -154,7 +163,7 @@ def order_calls(src_layers, dst_layers, found: dict) -> None:
 
     def fits(name: str, dst: str) -> bool:
         return all(found[p].dst in position and bits.get(dst, 0) >> position[found[p].dst] & 1
-                   for p in nearest_paired(name, src_by_name, found))
+                   for p in upstream(name, src_by_name, found).producers)
 
     for names in groups.values():
         partners = [found[n].dst for n in names]

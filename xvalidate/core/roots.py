@@ -6,44 +6,18 @@ looked through, and remembered as the `path`, where the blame may belong instead
 `upstream_blame`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
 from xvalidate.core import layout
 from xvalidate.core.align import ACTIVATIONS, finding_shapes
+from xvalidate.core.pairing import Upstream
 from xvalidate.core.causes import activation
 from xvalidate.core.causes import layout as layout_cause
 from xvalidate.core.causes.evidence import Evidence, close, describe
 from xvalidate.core.causes.padding import shape_cause
 from xvalidate.core.report import METRIC_NAMES, LayerResult
-
-
-@dataclass
-class Upstream:
-    """The nearest paired producers of a layer and the unpaired layers met on the way, nearest first."""
-
-    producers: list[str] = field(default_factory=list)
-    path: list[str] = field(default_factory=list)
-
-
-def upstream(name: str, src_by_name: Mapping, paired: Mapping) -> Upstream:
-    """Walk up from source layer `name` through unpaired layers to the nearest paired producers."""
-    out = Upstream()
-    seen: set[str] = set()
-    queue = list(src_by_name[name].inputs) if name in src_by_name else []
-    while queue:
-        producer = queue.pop(0)
-        if producer in seen or producer not in src_by_name:
-            continue
-        seen.add(producer)
-        if producer in paired:
-            out.producers.append(producer)
-        else:
-            out.path.append(producer)
-            queue.extend(src_by_name[producer].inputs)
-    return out
 
 
 def is_root(name: str, failing: set[str], ups: Mapping[str, Upstream]) -> bool:
