@@ -52,6 +52,8 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     count = tmp_path / "count.txt"
     monkeypatch.setenv("COUNT_FILE", str(count))
+    # registrations are published in the environment workers inherit: give it back after the test
+    monkeypatch.setenv("XVALIDATE_REGISTERED", os.environ.get("XVALIDATE_REGISTERED", "{}"))
     register_route("counting", "cache_routes:CountingRoute")
     model = tmp_path / "model.npz"
     np.savez(model, w=np.arange(6, dtype=np.float32))
