@@ -22,12 +22,23 @@ class OnnxRoute(Route):
     pairs = (("keras", "onnx"), ("keras", "mxnet"), ("mxnet", "onnx"))
     packages = ("tf2onnx", "onnx", "tensorflow-cpu", "mxnet", "onnxruntime")
 
+    def check(self, src: str, dst: str) -> None:
+        """Also every (src, dst) the hub composes: an exporter route for `src`, an importer for `dst`."""
+        from xvalidate.routes.onnx_hub import IMPORTERS, exporter_for
+
+        if (src, dst) not in self.pairs and dst in IMPORTERS and exporter_for(src) is not None:
+            return
+        super().check(src, dst)
+
     def needs_input_shape(self, src: str, dst: str) -> bool:
         return src == "mxnet"  # an MXNet symbol file records no input shape
 
     def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int | None = None,
                 input_shape: list[int] | None = None, **options: Any) -> Conversion:
         self.check(src, dst)
+        if (src, dst) not in self.pairs:  # composed: another route exports src to ONNX
+            from xvalidate.routes.onnx_hub import compose
+            return compose(source, src, dst, out_dir, opset=opset, **options)
         opset = opset or (ONNX_RUNTIME_OPSET if dst == "onnx" else DEFAULT_OPSET)
         if options:
             raise OptionError(f"via='onnx' takes the route options opset and input_shape, got {', '.join(options)}")

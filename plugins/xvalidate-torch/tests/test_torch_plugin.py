@@ -1,0 +1,74 @@
+"""The torch plugin: its adapter captures every module call, the hub composes torch -> onnx -> mxnet,
+and keras -> torch hand ports are compared. Torch runs only in workers; nets come from
+xvalidate_torch.nets (seeded) and are saved by a torch worker as .pt2 or built there."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xvalidate
+from xvalidate.worker import get_worker
+
+NETS = "xvalidate_torch.nets"
+
+
+@pytest.fixture(scope="module")
+def pt2(tmp_path_factory):
+    """{net name: .pt2 path} of the seeded test nets, saved by a torch worker."""
+    out = tmp_path_factory.mktemp("torch")
+    return {name: get_worker("torch").call(f"{NETS}:save", name, str(out / f"{name}.pt2"))
+            for name in ("resnet_small", "seed2_cnn")}
+
+
+def test_the_plugin_is_found_through_its_entry_points():
+    assert "torch" in xvalidate.adapters() and "torch-onnx" in xvalidate.route_names()
+    from xvalidate.routes.onnx_hub import reachable
+
+    assert {("torch", "onnx", "onnx"), ("torch", "mxnet", "onnx"), ("torch", "onnx", "torch-onnx")} <= set(reachable())
+
+
+def test_every_module_call_is_captured_and_a_reused_module_gets_one_name_per_call(pt2):
+    infos = get_worker("torch").layers(pt2["seed2_cnn"])
+    names = [info.name for info in infos]
+    assert names == ["conv1", "relu", "pool", "conv2", "relu@1", "pool@1", "flatten", "fc", "softmax"]
+    assert [info.kinds for info in infos][:3] == [["conv"], ["relu"], ["maxpool"]]
+    assert infos[5].inputs == ["relu@1"] and infos[5].shape == (None, 256, 20, 30) and infos[5].layout == "NCHW"
+
+
+def test_pt2_capture_matches_the_final_output(pt2):
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    outputs = xvalidate.run("torch", pt2["resnet_small"], x)
+    assert "layer1.0.add" in outputs and "layer1.0.relu@1" in outputs and outputs["fc"].shape == (2, 10)
+    assert np.array_equal(outputs["layer1.0.relu@1"], np.maximum(outputs["layer1.0.add"], 0))
+
+
+VALIDATE = """
+import json, sys
+import xvalidate
+from xvalidate_torch.nets import build
+report = xvalidate.validate(build(sys.argv[1]), src="torch", dst="mxnet", via="onnx", batch=2, cache=False)
+print(json.dumps({"passed": report.passed, "summary": report.summary(), "artifacts": report.artifacts,
+                  "matches": [row.match for row in report.layers],
+                  "final": report.layers[-1].metrics["max_abs"], "src": [row.src for row in report.layers]}))
+"""
+
+
+@pytest.mark.parametrize("name", ["resnet_small", "seed2_cnn"])
+def test_an_in_memory_module_passes_torch_to_mxnet_through_the_onnx_hub(name):
+    """validate(module, ...) in a process of its own: torch is never imported by the test process."""
+    out = subprocess.run([sys.executable, "-c", VALIDATE, name], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["passed"], result["summary"]
+    assert result["artifacts"]["onnx"].endswith(".onnx")  # the intermediate model is kept
+    assert sum(m in ("name", "fused") for m in result["matches"]) >= 5
+    assert result["final"] < 1e-4
+
+
+def test_a_pt2_program_is_refused_by_the_exporter_in_one_line(pt2):
+    from xvalidate.errors import ConversionError
+
+    with pytest.raises(ConversionError, match="dynamo exporter"):
+        xvalidate.validate(pt2["seed2_cnn"], src="torch", dst="onnx", via="onnx", cache=False)
