@@ -39,9 +39,10 @@ def candidates(src_shape: Sequence[int], dst_shape: Sequence[int],
         if len(perm) == len(dst_shape) and tuple(dst_shape[p] for p in perm) == src_shape and name not in out:
             if not (name == "NWC->NCW" and "NCW->NWC" in out):
                 out.append(name)
-    out += _rnn_candidates(src_shape, dst_shape)
     if not out and _without_ones(src_shape) == _without_ones(dst_shape):
         out.append("reshape:" + "x".join(str(d) for d in src_shape[1:]))
+    if not out:  # one direction's state is a reshape too
+        out += _rnn_candidates(src_shape, dst_shape)
     if (len(src_shape) == len(dst_shape) == 2 and src_shape == dst_shape and dst_producer_shape is not None
             and len(dst_producer_shape) == 4 and int(np.prod(dst_producer_shape[1:])) == dst_shape[1]):
         out += ["flatten:NCHW->NHWC", "flatten:NHWC->NCHW"]
