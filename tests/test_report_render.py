@@ -248,3 +248,7 @@ def test_route_comparison_document(tmp_path):
     assert (mmdnn["convert_s"], mmdnn["src_run_s"], mmdnn["dst_run_s"]) == (1.0, 0.25, 0.5)
     assert mmdnn["final_layer"] == "l9" and mmdnn["final_max_abs"] == 1e-8
     assert empty["final_layer"] is None and empty["worst_layer"] is None and empty["paired"] == 0
+    broken = comparison.reports["onnx"].layers[3]
+    broken.metrics, broken.passed = {n: None for n in METRIC_NAMES}, False  # shapes that cannot agree
+    onnx = comparison.summary()[1]
+    assert onnx["worst_layer"] == "l3" and onnx["worst_max_abs"] == float("inf")
