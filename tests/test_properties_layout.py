@@ -1,11 +1,19 @@
 """Properties of core.layout: every transform it proposes brings the destination tensor back to
 the source's values, for any shapes."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xvalidate.core import layout
+
+
+def examples(n):
+    """n, or fewer under `make mutation` (XVALIDATE_PROPERTY_EXAMPLES)."""
+    return min(n, int(os.environ.get("XVALIDATE_PROPERTY_EXAMPLES", n)))
+
 
 dims = st.integers(1, 5)
 
@@ -15,7 +23,7 @@ def tensor(shape, seed=0):
 
 
 @given(dims, dims, dims, dims)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_nchw_destination_comes_back_to_nhwc(n, h, w, c):
     src = tensor((n, h, w, c))
     dst = np.ascontiguousarray(src.transpose(0, 3, 1, 2))
@@ -28,7 +36,7 @@ def test_nchw_destination_comes_back_to_nhwc(n, h, w, c):
 
 
 @given(dims, dims, dims, dims)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_nhwc_destination_comes_back_to_nchw(n, c, h, w):
     src = tensor((n, c, h, w))
     dst = src.transpose(0, 2, 3, 1)
@@ -37,7 +45,7 @@ def test_nhwc_destination_comes_back_to_nchw(n, c, h, w):
 
 
 @given(dims, dims, dims)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_sequences_ncw_and_nwc(n, c, w):
     src = tensor((n, w, c))
     dst = src.transpose(0, 2, 1)
@@ -48,7 +56,7 @@ def test_sequences_ncw_and_nwc(n, c, w):
 
 
 @given(dims, st.integers(2, 6), st.lists(st.booleans(), min_size=1, max_size=2))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_size_one_axes_are_a_reshape(n, c, before):
     """(N, C) against (N, C, 1, 1), (N, 1, C), ...: size-1 axes before or after the channels."""
     src = tensor((n, c))
@@ -63,7 +71,7 @@ def test_size_one_axes_are_a_reshape(n, c, before):
 
 
 @given(dims, st.integers(2, 4), st.integers(2, 4), st.integers(2, 4))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_flatten_orders(n, c, h, w):
     nhwc = tensor((n, h, w, c))
     nchw = nhwc.transpose(0, 3, 1, 2)
@@ -76,7 +84,7 @@ def test_flatten_orders(n, c, h, w):
 
 
 @given(dims, dims, dims, dims, dims)
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 def test_no_candidate_gives_a_wrong_shape(n, a, b, c, d):
     src_shape, dst_shape = (n, a, b, c), (n, b, c, d)
     for t in layout.candidates(src_shape, dst_shape):
@@ -91,7 +99,7 @@ def test_flatten_needs_a_four_dimensional_producer_of_the_right_size():
 
 
 @given(dims, dims, dims, dims)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_input_layout_round_trip(n, h, w, c):
     x = tensor((n, h, w, c)).astype(np.float32)
     y = layout.to_layout(x, "NHWC", "NCHW")

@@ -1,6 +1,7 @@
 """Properties of core.metrics: every metric equals an independent float64 numpy reference, with
 NaN and Inf on either side, and any split of a batch into chunks gives the one-shot result."""
 import math
+import os
 from unittest import mock
 
 import numpy as np
@@ -12,7 +13,7 @@ from xvalidate.core import metrics
 from xvalidate.core.metrics import MetricAccumulator, compute_metrics
 from xvalidate.core.report import METRIC_NAMES
 
-EXAMPLES = 200
+EXAMPLES = int(os.environ.get("XVALIDATE_PROPERTY_EXAMPLES", 200))  # make mutation lowers it
 finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
 special = st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0] + [float(np.float32(v)) for v in (1e-7, 1e-6)])
 elements = st.one_of(finite, finite, finite, special)  # mostly finite, a non-finite value now and then

@@ -1,4 +1,5 @@
 """Properties of core.tolerances: which entry a layer gets, the pass rule, and bad settings."""
+import os
 from fnmatch import fnmatchcase
 
 import pytest
@@ -7,6 +8,12 @@ from hypothesis import strategies as st
 
 from xvalidate.core.tolerances import DEFAULT_ATOL, DEFAULT_RTOL, Tolerances, passes
 from xvalidate.errors import OptionError
+
+
+def examples(n):
+    """n, or fewer under `make mutation` (XVALIDATE_PROPERTY_EXAMPLES)."""
+    return min(n, int(os.environ.get("XVALIDATE_PROPERTY_EXAMPLES", n)))
+
 
 names = st.text("abc_1", min_size=1, max_size=6)
 patterns = st.builds(lambda a, b: a + "*" + b, st.text("abc_1", max_size=3), st.text("abc_1", max_size=2))
@@ -25,7 +32,7 @@ def expected(layer, exact, pats, atol, rtol):
 @given(st.dictionaries(names, values, max_size=4),
        st.dictionaries(patterns, st.fixed_dictionaries({"rtol": values}), max_size=4), names,
        st.one_of(st.none(), values), st.one_of(st.none(), values))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_a_layer_gets_exact_then_longest_pattern_then_global(exact, pats, layer, atol, rtol):
     lengths = [len(p) for p in pats]
     if len(set(lengths)) != len(lengths):  # two patterns of one length: keep one, the rule leaves their order open
@@ -70,7 +77,7 @@ def test_zero_tolerances_are_accepted():
 
 
 @given(st.integers(0, 5), st.integers(0, 5))
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 def test_pass_rule_is_some_elements_and_none_mismatched(size, mismatched):
     assert passes({"size": size, "mismatched": mismatched}, 1.0, 1.0) == (size > 0 and mismatched == 0)
 
