@@ -101,11 +101,18 @@ class Adapter:
     name:        registry name ("keras", "mxnet", "onnx").
     layout:      the data layout the framework's image models use ("NHWC"/"NCHW").
     extensions:  file suffixes `load` accepts, e.g. (".h5", ".keras").
+    packages:    the distributions whose versions a report records, e.g. ("mxnet",).
     """
 
     name: str = ""
     layout: str = "none"
     extensions: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()  # distributions whose versions the reports record
+
+    def model_files(self, path: str) -> list[str]:
+        """Every file that makes up the model at `path` (the conversion cache digests them all): by
+        default `path` itself (a directory: every file under it)."""
+        return [path]
 
     def load(self, source: Any) -> Any:
         """A file path (str or Path) or an in-memory model object -> a loaded model."""

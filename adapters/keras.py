@@ -107,6 +107,7 @@ class _Capture:
 
 
 class KerasAdapter(Adapter):
+    packages = ("tensorflow-cpu", "h5py")
     name = "keras"
     layout = "NHWC"
     extensions = (".h5", ".hdf5", ".keras")

@@ -90,6 +90,14 @@ class MXNetAdapter(Adapter):
     name = "mxnet"
     layout = "NCHW"
     extensions = ("-symbol.json", ".json", ".params")
+    packages = ("mxnet",)
+
+    def model_files(self, path: str) -> list[str]:
+        """The symbol and every `prefix-NNNN.params` beside it."""
+        if not path.endswith("-symbol.json"):
+            return [path]
+        prefix = Path(path[: -len("-symbol.json")])
+        return [path] + [str(p) for p in sorted(prefix.parent.glob(prefix.name + "-*.params"))]
 
     # ---------------------------------------------------------------- loading
     def owns(self, obj: Any) -> bool:

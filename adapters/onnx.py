@@ -53,6 +53,7 @@ class OnnxModel:
 
 
 class OnnxAdapter(Adapter):
+    packages = ("onnx", "onnxruntime")
     name = "onnx"
     layout = "NCHW"
     extensions = (".onnx",)

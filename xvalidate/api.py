@@ -102,6 +102,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     report.timings = {"convert": convert_seconds, **report.timings}
     report.meta["cache_hit"] = conversion.cache_hit
     report.meta["conversion_seconds"] = conversion.seconds
+    report.meta["versions"] = _versions(src, dst, route=via)
     report.artifacts = dict(conversion.artifacts)
     if keep:
         report.artifacts = _keep_artifacts(conversion.artifacts, keep)
@@ -216,7 +217,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
         passed=first is None and bool(rows), first_divergence=first, roots=roots,
         unmatched_reasons=dict(alignment.reasons), inputs={**input_desc, "chunk": largest},
         tolerances=tol.describe(), timings=timings,
-        meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(), "layers": {
+        meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(src, dst), "layers": {
             "src": len(src_layers), "dst": len(dst_layers)}, "outputs": _model_outputs(src_layers, rows)},
     )
     return report
@@ -380,11 +381,16 @@ def _keep_artifacts(artifacts: Mapping[str, str], keep: str) -> dict[str, str]:
     return {name: str(target) for name, target in targets.items()}
 
 
-def _versions() -> dict[str, str]:
+def _versions(*adapters: str, route: str | None = None) -> dict[str, str]:
+    """Versions of xvalidate, numpy and the packages the adapters (and the route) declare."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from xvalidate.registry import get_route
+
+    declared = [pkg for name in adapters for pkg in get_adapter(name).packages]
+    declared += list(get_route(route).packages) if route else []
     out = {}
-    for pkg in ("xvalidate", "numpy", "tensorflow-cpu", "mxnet", "onnx", "onnxruntime", "tf2onnx", "mmdnn"):
+    for pkg in dict.fromkeys(("xvalidate", "numpy", *declared)):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -32,8 +32,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
-from xvalidate.errors import ConversionError
-from xvalidate.registry import get_route
+from xvalidate.errors import ConversionError, UnknownAdapterError
+from xvalidate.registry import get_adapter, get_route
 from xvalidate.routes.base import Conversion
 
 MANIFEST = "manifest.json"
@@ -82,19 +82,27 @@ def usable_cache_dir() -> Path:
         return _fallback
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(path: Path, adapter: str | None = None) -> str:
+    """The digest of a model's content: every file its adapter says makes it up (a directory: every
+    file under it, with its relative name)."""
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    if path.name.endswith("-symbol.json"):  # an MXNet model is its symbol and the params beside it
-        for params in sorted(path.parent.glob(path.name[: -len("-symbol.json")] + "-*.params")):
-            h.update(params.read_bytes())
+    parts = [Path(p) for p in _model_files(path, adapter)]
+    for part in parts:
+        files = sorted(p for p in part.rglob("*") if p.is_file()) if part.is_dir() else [part]
+        for f in files:
+            if part.is_dir():
+                h.update(str(f.relative_to(part)).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()
+
+
+def _model_files(path: Path, adapter: str | None) -> list[str]:
+    try:
+        return get_adapter(adapter).model_files(str(path)) if adapter else [str(path)]
+    except UnknownAdapterError:  # a route between names no adapter is registered for: the file alone
+        return [str(path)]
 
 
 def cache_key(source: str, via: str, src: str, dst: str, options: Mapping[str, Any]) -> str:
@@ -108,7 +116,7 @@ def cache_key(source: str, via: str, src: str, dst: str, options: Mapping[str, A
             versions[pkg] = None
     meta = json.dumps({"via": via, "src": src, "dst": dst, "options": dict(options), "versions": versions},
                       sort_keys=True, default=str)
-    return hashlib.sha256((_file_digest(Path(source)) + meta).encode()).hexdigest()[:32]
+    return hashlib.sha256((_file_digest(Path(source), src) + meta).encode()).hexdigest()[:32]
 
 
 def write_manifest(entry: Path) -> None:
