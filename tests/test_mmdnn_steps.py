@@ -60,9 +60,11 @@ def save_tiny(kind: str, path: str) -> str:
         x = layers.Conv2D(4, 3, name="conv")(inp)
         x = layers.Lambda(lambda t: t * 2.0, name="double")(x)
     elif kind == "tf_op":
-        x = layers.Conv2D(4, 3, name="conv")(inp) * 2.0
-    elif kind == "gelu":
-        x = layers.Conv2D(4, 3, activation="gelu", name="conv_gelu")(inp)
+        import tensorflow as tf
+
+        x = tf.math.floormod(layers.Conv2D(4, 3, name="conv")(inp), 2.0)
+    elif kind == "selu":
+        x = layers.Conv2D(4, 3, activation="selu", name="conv_selu")(inp)
     elif kind == "bn_axis":
         x = layers.BatchNormalization(axis=1, name="bn_rows")(inp)
     elif kind == "maximum":
@@ -180,8 +182,8 @@ def test_efficientnet_layers_convert_and_match(tmp_path):
 # ---------------------------------------------------------------- refusals
 @pytest.mark.parametrize("kind, layer, detail", [
     ("lambda", "'double' (Lambda)", ""),
-    ("tf_op", "'tf.math.multiply' (TFOpLambda)", ": MMdnn's Keras parser has no handler for TFOpLambda"),
-    ("gelu", "'conv_gelu' (Conv2D)", ": activation 'gelu' has no MMdnn IR op"),
+    ("tf_op", "'tf.math.floormod' (TFOpLambda)", ": tf.math.floormod has no MMdnn IR op"),
+    ("selu", "'conv_selu' (Conv2D)", ": activation 'selu' has no MMdnn IR op"),
     ("bn_axis", "'bn_rows' (BatchNormalization)", ": BatchNormalization over axis"),
 ])
 def test_unconvertible_keras_layers_are_refused(tmp_path, kind, layer, detail):
