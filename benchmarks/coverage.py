@@ -133,8 +133,10 @@ def to_markdown(results: dict) -> str:
                              f"{worst} | {_fmt(c.get('convert_s'))} |")
                 if c["verdict"] != "PASS":
                     reasons.append(f"- **{model}**, {route}, {c['verdict']}: {c['reason']}")
+            if entry.get("note"):
+                reasons.append(f"- **{model}**: {entry['note']}")
         if reasons:
-            lines += ["", "Why each cell that is not PASS is not:", "", *reasons]
+            lines += ["", "Why each cell that is not PASS is not (and notes):", "", *reasons]
     return "\n".join(lines) + "\n"
 
 
