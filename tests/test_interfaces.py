@@ -56,3 +56,30 @@ def test_the_framework_neutral_modules_name_no_framework():
     modules = ["xvalidate/cache.py", "xvalidate/console.py", "xvalidate/report/__init__.py"]
     modules += [str(p.relative_to(ROOT)) for p in sorted((ROOT / "xvalidate/core").glob("*.py"))]
     assert {name: _framework_words(ROOT / name) for name in modules} == {name: [] for name in modules}
+
+
+def test_route_options_come_from_the_routes_and_route_option_is_typed(tmp_path):
+    from click.testing import CliRunner
+
+    from xvalidate.cli import main
+
+    model = tmp_path / "m.h5"
+    model.write_bytes(b"x")
+    runner = CliRunner()
+    out = runner.invoke(main, ["validate", str(model), "--via", "onnx", "--route-option", "opset"])
+    assert out.exit_code == 2 and "--route-option: expected KEY=VALUE, got 'opset'" in out.output
+    out = runner.invoke(main, ["validate", str(model), "--via", "onnx", "--route-option", "opset=eleven"])
+    assert out.exit_code == 2 and "route option opset: expected a value of type int, got 'eleven'" in out.output
+    out = runner.invoke(main, ["validate", str(model), "--via", "onnx", "--input-shape", "1,3,a"])
+    assert out.exit_code == 2 and "route option input_shape: expected integers like 1,3,224,224" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_adapters_lists_the_reachable_triples():
+    from click.testing import CliRunner
+
+    from xvalidate.cli import main
+
+    out = CliRunner().invoke(main, ["adapters"])
+    assert out.exit_code == 0
+    assert "keras -> mxnet via mmdnn" in out.output and "mxnet -> onnx via onnx" in out.output

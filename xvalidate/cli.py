@@ -79,13 +79,30 @@ def _finish(report, html: str | None, json_path: str | None, all_rows: bool) -> 
     sys.exit(EXIT_PASS if report.passed else EXIT_DIVERGE)
 
 
-def _shape(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
-    except ValueError:
-        raise OptionError(f"--input-shape: expected integers like 1,3,224,224, got {value!r}") from None
+def _route_flags(fn: Callable) -> Callable:
+    """A flag for every option the registered routes declare (--opset, --input-shape...), plus the
+    generic --route-option KEY=VALUE."""
+    from xvalidate.registry import route_options
+
+    for name, (_, help_text) in sorted(route_options().items(), reverse=True):
+        fn = click.option("--" + name.replace("_", "-"), name, default=None, help=help_text)(fn)
+    return click.option("--route-option", "route_option", multiple=True, metavar="KEY=VALUE",
+                        help="A route option (repeatable), e.g. --route-option opset=13.")(fn)
+
+
+def _route_options(flags: dict[str, Any], pairs: tuple[str, ...]) -> dict[str, Any]:
+    """The route options of the declared flags and of --route-option KEY=VALUE, in their declared types."""
+    from xvalidate.registry import route_options
+    from xvalidate.routes.base import parse_option
+
+    declared = route_options()
+    given = {name: value for name, value in flags.items() if value is not None}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not (sep and key.strip()):
+            raise OptionError(f"--route-option: expected KEY=VALUE, got {pair!r}")
+        given[key.strip().replace("-", "_")] = value.strip()
+    return {name: parse_option(name, declared.get(name, ("str", ""))[0], value) for name, value in given.items()}
 
 
 def _common(fn: Callable) -> Callable:
@@ -162,17 +179,16 @@ def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, prep
 @click.option("--via", default="mmdnn", show_default=True, help="Conversion route: mmdnn or onnx.")
 @click.option("--keep", type=click.Path(), help="Copy the conversion's files (IR, code, weights) here.")
 @click.option("--no-cache", is_flag=True, help="Convert again even if a cached conversion exists.")
-@click.option("--opset", type=int, help="ONNX opset (route onnx).")
-@click.option("--input-shape", help="Input shape for models that do not record it, e.g. 1,3,224,224 (route onnx from mxnet).")
+@_route_flags
 @_common
 @_safety
 @_guard
-def validate(model, src, dst, via, keep, no_cache, opset, input_shape, inputs, batch, seed, preprocess, atol, rtol,
-             tolerance_file, memory_budget, html, json_path, all_rows, isolate, trust_model):
+def validate(model, src, dst, via, keep, no_cache, route_option, inputs, batch, seed, preprocess, atol, rtol,
+             tolerance_file, memory_budget, html, json_path, all_rows, isolate, trust_model, **flags):
     """Convert MODEL from --src to --dst through --via and compare the two layer by layer."""
     import xvalidate
 
-    route_options = {k: v for k, v in (("opset", opset), ("input_shape", _shape(input_shape))) if v is not None}
+    route_options = _route_options(flags, route_option)
     with _Progress(sys.stderr.isatty()) as progress:
         report = xvalidate.validate(model, src=src, dst=dst, via=via, inputs=inputs, atol=atol, rtol=rtol,
                                     tolerances=_tolerance_file(tolerance_file), keep=keep, cache=not no_cache,
@@ -288,8 +304,13 @@ def list_adapters() -> None:
     """List the registered adapters and routes."""
     import xvalidate
 
+    from xvalidate.routes.onnx_hub import reachable
+
     click.echo("adapters: " + ", ".join(xvalidate.adapters()))
     click.echo("routes:   " + ", ".join(xvalidate.route_names()))
+    click.echo("reachable (src -> dst via route):")
+    for src, dst, via in reachable():
+        click.echo(f"  {src} -> {dst} via {via}")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,19 @@ def _get(kind: str, name: str) -> Any:
     return _instances[key]
 
 
+def route_options() -> dict[str, tuple[str, str]]:
+    """{option: (type, help)} of every option a registered route declares (the first declaration wins)."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in route_names():
+        try:
+            declared = getattr(get_route(name), "options", {}) or {}
+        except UnknownAdapterError:  # a route that cannot be imported offers no option
+            continue
+        for option, spec in declared.items():
+            found.setdefault(option, tuple(spec))
+    return found
+
+
 def get_adapter(name: str) -> Any:
     """The adapter object registered as `name` (imports its module, not its framework)."""
     return _get("adapters", name)

@@ -55,6 +55,9 @@ class Route:
     name: str = ""
     pairs: tuple[tuple[str, str], ...] = ()
     packages: tuple[str, ...] = ()
+    # the route options `convert` takes: {name: (type, help)}, type "int", "float", "str" or "shape"
+    # (integers like 1,3,224,224); the CLI offers each as --name plus --route-option name=VALUE
+    options: dict[str, tuple[str, str]] = {}
 
     def check(self, src: str, dst: str) -> None:
         """Raise OptionError when this route cannot convert `src` models to `dst`."""
@@ -70,6 +73,21 @@ class Route:
         """Whether converting `src` models to `dst` takes the route option `input_shape` (a model
         format that does not record its input shape)."""
         return False
+
+
+def parse_option(name: str, kind: str, value: str) -> Any:
+    """A route option given as text (CLI) in its declared type; a bad value raises OptionError."""
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "shape":
+            return [int(v) for v in value.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        want = "integers like 1,3,224,224" if kind == "shape" else f"a value of type {kind}"
+        raise OptionError(f"route option {name}: expected {want}, got {value!r}") from None
+    return value
 
 
 def with_input_shape(route: Route, src: str, dst: str, source: str, inputs: Any,

@@ -21,6 +21,9 @@ class OnnxRoute(Route):
     name = "onnx"
     pairs = (("keras", "onnx"), ("keras", "mxnet"), ("mxnet", "onnx"))
     packages = ("tf2onnx", "onnx", "tensorflow-cpu", "mxnet", "onnxruntime")
+    options = {"opset": ("int", "ONNX opset (route onnx)."),
+               "input_shape": ("shape", "Input shape for models that do not record it, e.g. 1,3,224,224 "
+                                        "(route onnx from mxnet).")}
 
     def check(self, src: str, dst: str) -> None:
         """Also every (src, dst) the hub composes: an exporter route for `src`, an importer for `dst`."""
