@@ -16,7 +16,7 @@ class TorchOnnxRoute(Route):
     name = "torch-onnx"
     pairs = (("torch", "onnx"),)
     packages = ("torch", "onnx")
-    options = {"opset": (int, "ONNX opset of the export (default 13)")}
+    options = {"opset": ("int", "ONNX opset (routes onnx and torch-onnx; torch exports at 13 by default).")}
 
     def convert(self, source: str, src: str, dst: str, out_dir: Path, opset: int | None = None,
                 **options: Any) -> Conversion:
