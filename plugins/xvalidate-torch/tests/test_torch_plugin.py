@@ -72,3 +72,36 @@ def test_a_pt2_program_is_refused_by_the_exporter_in_one_line(pt2):
 
     with pytest.raises(ConversionError, match="dynamo exporter"):
         xvalidate.validate(pt2["seed2_cnn"], src="torch", dst="onnx", via="onnx", cache=False)
+
+
+PORT = """
+import json, sys
+import numpy as np
+import xvalidate
+from xvalidate.models.keras_zoo import seed2_cnn
+from xvalidate_torch.nets import Seed2CNN
+from xvalidate_torch.transfer import transfer_weights
+
+keras_model = seed2_cnn(0)
+port = Seed2CNN(classes=2).eval()
+pairs = transfer_weights(keras_model, port, permute_flatten=sys.argv[1] == "permute")
+x = np.random.default_rng(0).random((2, 80, 120, 3), dtype=np.float32)
+report = xvalidate.compare(keras_model, port, src="keras", dst="torch", inputs=x)
+root = report.first_divergence
+print(json.dumps({"pairs": pairs, "passed": report.passed, "root": root and [root.src, root.dst],
+                  "final": report.layers[-1].metrics["max_abs"]}))
+"""
+
+
+@pytest.mark.parametrize("flatten", ["permute", "keep"])
+def test_keras_weights_into_a_torch_port_then_compare(flatten):
+    """transfer_weights keras -> torch (conv, Dense after Flatten) and compare(keras, torch): the port
+    passes; without the flatten permutation the Dense after the Flatten is the root."""
+    out = subprocess.run([sys.executable, "-c", PORT, flatten], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [p[1] for p in result["pairs"]] == ["conv1", "conv2", "fc"]
+    if flatten == "permute":
+        assert result["passed"] and result["final"] < 1e-5
+    else:
+        assert not result["passed"] and result["root"][0] == "final_fully_connected"
