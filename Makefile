@@ -4,24 +4,27 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PLUGINS := plugins/xvalidate-torch plugins/xvalidate-tflite
+PLUGIN_TESTS := $(addsuffix /tests,$(PLUGINS))
 
 .PHONY: demo test test-all bench coverage mutation fuzz faults self-compare clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test]"
+	$(BIN)/python -m pip install --quiet $(addprefix -e ./,$(PLUGINS))  # the plugins, each its own distribution (torch pinned in its pyproject)
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/xvalidate demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q tests $(PLUGIN_TESTS)
 
 test-all: $(STAMP)  # the slow tests one at a time: several big models at once do not fit in memory
-	$(BIN)/python -m pytest -n 2 -q
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -n 2 -q tests $(PLUGIN_TESTS)
+	$(BIN)/python -m pytest -q -m slow tests $(PLUGIN_TESTS)
 
 fuzz: $(STAMP)  # the long fuzzing round: mutated model files into every loader, random graphs into alignment
 	XVALIDATE_FUZZ_EXAMPLES=$${XVALIDATE_FUZZ_EXAMPLES:-300} XVALIDATE_FUZZ_REPORT=$${XVALIDATE_FUZZ_REPORT:-/tmp/xvalidate-fuzz-report.json} \
