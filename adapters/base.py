@@ -109,6 +109,11 @@ class Adapter:
     extensions: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()  # distributions whose versions the reports record
 
+    def pairing_name(self, name: str) -> str:
+        """The name tensor `name` pairs by, before the aligner's own normalization: strip what this
+        framework or its converters add to a layer's name. The default keeps the name."""
+        return name
+
     def model_files(self, path: str) -> list[str]:
         """Every file that makes up the model at `path` (the conversion cache digests them all): by
         default `path` itself (a directory: every file under it)."""

@@ -44,6 +44,24 @@ class ToyTwo(ToyAdapter):
     name = "toy2"
 
 
+class ToyPrefixed(ToyAdapter):
+    """Names every tensor "net.<layer>", and says so through its naming rule."""
+    name = "toyp"
+
+    def layers(self, model):
+        infos = super().layers(model)
+        for info in infos:
+            info.name, info.inputs = "net." + info.name, ["net." + i for i in info.inputs]
+        return infos
+
+    def run(self, model, x, layers=None):
+        out = {"net." + k: v for k, v in super().run(model, x).items()}
+        return {k: v for k, v in out.items() if layers is None or k in layers}
+
+    def pairing_name(self, name):
+        return name[len("net."):] if name.startswith("net.") else name
+
+
 class CopyRoute(Route):
     """toy -> toy2: copies the weights, scaled by the option `scale` (1: exact)."""
     name, pairs, packages = "toycopy", (("toy", "toy2"),), ("numpy",)
@@ -119,3 +137,12 @@ def test_a_target_that_cannot_be_imported_is_a_clear_error():
     xvalidate.register_adapter("ghost", "no_such_module_xv:Ghost")
     with pytest.raises(UnknownAdapterError, match="adapter 'ghost': cannot import 'no_such_module_xv:Ghost'"):
         registry.get_adapter("ghost")
+
+
+def test_a_destination_naming_rule_pairs_by_name(toy):
+    xvalidate.register_adapter("toy", "toy_plugin:ToyAdapter")
+    xvalidate.register_adapter("toyp", "toy_plugin:ToyPrefixed")
+    report = xvalidate.compare(str(toy), str(toy), src="toy", dst="toyp", batch=4)
+    assert report.passed
+    assert {(row.src, row.dst, row.match) for row in report.layers} == {
+        ("dense", "net.dense", "normalized"), ("out", "net.out", "normalized")}

@@ -182,7 +182,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
             if differ is None:
                 alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
                                   src_shapes={k: v.shape for k, v in src_out.items()},
-                                  dst_shapes={k: v.shape for k, v in dst_out.items()})
+                                  dst_shapes={k: v.shape for k, v in dst_out.items()},
+                                  dst_names=get_adapter(dst).pairing_name)
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
                                 kernels=_kernel_pairs(src_worker, src_path, dst_worker, dst_path))
             differ.add(src_out, dst_out)

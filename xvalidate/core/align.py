@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from xvalidate.core.pairing import drop_impossible, explain_unmatched, finding_shapes, order_calls, shapes_compatible
 from xvalidate.errors import UnknownLayerError
@@ -75,11 +75,13 @@ class Alignment:
 
 def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, str] | None = None,
           hints: Mapping[str, tuple[str, str]] | None = None,
-          src_shapes: Mapping[str, tuple] | None = None, dst_shapes: Mapping[str, tuple] | None = None) -> Alignment:
+          src_shapes: Mapping[str, tuple] | None = None, dst_shapes: Mapping[str, tuple] | None = None,
+          dst_names: Callable[[str], str] | None = None) -> Alignment:
     """Pair `src_layers` with `dst_layers` (LayerInfo lists in topological order).
 
     Shapes (with the batch dimension) default to the LayerInfo shapes; pass the
-    captured arrays' shapes when known."""
+    captured arrays' shapes when known. `dst_names`: the destination adapter's naming rule
+    (Adapter.pairing_name), applied before `normalize`."""
     src_shapes = dict(src_shapes or {})
     dst_shapes = dict(dst_shapes or {})
     for info in src_layers:
@@ -109,7 +111,7 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
         if src in src_by_name and dst in dst_by_name:
             claim(src, dst, how)
 
-    by_norm = _normalized_index(dst_layers, set(src_by_name))
+    by_norm = _normalized_index(dst_layers, set(src_by_name), dst_names)
     for info in src_layers:
         if info.name in found:
             continue
@@ -152,14 +154,15 @@ def normalize(name: str) -> str:
     return base.strip("_/")
 
 
-def _normalized_index(dst_layers: Sequence, src_names: set[str]) -> dict[str, str]:
+def _normalized_index(dst_layers: Sequence, src_names: set[str],
+                      dst_names: Callable[[str], str] | None = None) -> dict[str, str]:
     """{src layer name: the last dst tensor (topological order) whose normalized name carries it}."""
     lowered = {name.lower(): name for name in src_names}
     index: dict[str, str] = {}
     for info in dst_layers:
         if _skipped(info):
             continue
-        src = _carried_name(normalize(info.name), lowered)
+        src = _carried_name(normalize(dst_names(info.name) if dst_names else info.name), lowered)
         if src is not None:
             index[src] = info.name
     return index
