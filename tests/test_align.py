@@ -155,3 +155,15 @@ def test_every_unmatched_source_layer_has_a_reason():
     assert "does nothing at inference" in alignment.reasons["drop"]
     assert "computes it once" in alignment.reasons["r2"] and "'r1'" in alignment.reasons["r2"]
     assert "no destination tensor" in alignment.reasons["odd"]
+
+
+def test_an_unread_output_of_a_multi_output_layer_is_never_paired_by_structure():
+    src = [L("emb", ["other"], (None, 5, 8)), L("lstm:0", ["other"], (None, 5, 4), ["emb"]),
+           L("lstm:1", ["other"], (None, 4), ["emb"]), L("lstm:2", ["other"], (None, 4), ["emb"]),
+           L("dense", ["dense"], (None, 3), ["lstm:1"])]
+    dst = [L("e", ["other"], (None, 5, 8)), L("y", ["other"], (None, 5, 4), ["e"]), L("yh", ["other"], (None, 4), ["e"]),
+           L("other_state", ["other"], (None, 4), ["e"]), L("d", ["dense"], (None, 3), ["yh"])]
+    alignment = align(src, dst)
+    got = pairs(alignment)
+    assert got["lstm:2"] == (None, "none") and "nothing reads" in alignment.reasons["lstm:2"]
+    assert got["lstm:1"][0] == "yh" and got["dense"][0] == "d"

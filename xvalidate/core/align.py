@@ -135,6 +135,9 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
         reasons.pop(name, None)
         rejected.pop(name, None)
     order_calls(src_layers, dst_layers, found)
+    for name in unread_outputs(src_layers) - set(found):
+        reasons.setdefault(name, "an output of a multi-output layer that nothing reads: the destination need "
+                                 "not compute it, and no name or hint pairs it")
     explain_unmatched(src_layers, found, reasons, _skipped)
     taken = {pair.dst for pair in found.values()}
     pairs = [found.get(info.name, Pair(info.name, None, "none")) for info in src_layers]
@@ -213,6 +216,16 @@ def _skipped(info) -> bool:
 
 
 # ---------------------------------------------------------------- structure
+_PART = re.compile(r":\d+$")
+
+
+def unread_outputs(src_layers: Sequence) -> set[str]:
+    """Outputs of multi-output layers ("lstm:2") that no layer reads: a destination need not compute
+    them (an RNN's unused final state), so only names or hints may pair them, never structure."""
+    read = {name for info in src_layers for name in info.inputs}
+    return {info.name for info in src_layers if _PART.search(info.name) and info.name not in read}
+
+
 def canonical_order(layers: Sequence) -> list:
     """The layers in an order both sides of a conversion share whatever order each framework lists
     them in: depth first from the outputs, each layer after its inputs, the inputs in their listed
@@ -237,7 +250,9 @@ def canonical_order(layers: Sequence) -> list:
 
 def _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes) -> None:
     """Fill in pairs by aligning op-kind sequences between anchor pairs, both graphs in canonical order."""
-    src_layers, dst_layers = canonical_order(src_layers), canonical_order(dst_layers)
+    unread = unread_outputs(src_layers)
+    src_layers = [info for info in canonical_order(src_layers) if info.name not in unread]
+    dst_layers = canonical_order(dst_layers)
     dst_index = {info.name: i for i, info in enumerate(dst_layers)}
     anchors = _monotone_anchors([(i, dst_index[found[info.name].dst]) for i, info in enumerate(src_layers)
                                  if info.name in found])
@@ -259,8 +274,10 @@ def _propagate(src_layers, dst_layers, found, taken, src_shapes, dst_shapes) -> 
     readers: dict[tuple, list] = {}
     for info in dst_layers:
         readers.setdefault(tuple(sorted(info.inputs)), []).append(info)
+    unread = unread_outputs(src_layers)
     for info in src_layers:
-        if info.name in found or _skipped(info) or not info.inputs or any(i not in found for i in info.inputs):
+        if info.name in found or info.name in unread or _skipped(info) or not info.inputs or \
+                any(i not in found for i in info.inputs):
             continue
         key = tuple(sorted(found[i].dst for i in info.inputs))
         options = [d for d in readers.get(key, []) if d.name not in taken and d.kinds[-1:] == info.kinds[-1:]

@@ -13,8 +13,9 @@ CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
 h1{font-size:1.4em} .pass{color:#176f2c} .fail{color:#b3261e}
 table{border-collapse:collapse;font-size:12px} td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}
-td.l,th.l{text-align:left} tr.bad td{background:#fde8e6} .cause{background:#fff6d6;padding:.6em;border-left:4px solid #e0a800}
-pre{background:#f6f6f6;padding:.6em} svg{background:#fff;border:1px solid #ccc}
+td.l,th.l{text-align:left} tr.bad td{background:#fde8e6} tr.root td{background:#f6c4bf;font-weight:600}
+.cause{background:#fff6d6;padding:.6em;border-left:4px solid #e0a800}
+pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap} svg{background:#fff;border:1px solid #ccc}
 """
 COLORS = ("#1f5fbf", "#e07b00", "#2a9d3f", "#8e44ad", "#555555")
 
@@ -127,19 +128,22 @@ def report_body(report: Report) -> str:
 
 def layer_table(report: Report) -> str:
     isolated = any(r.isolated is not None for r in report.layers)
-    head = ("#", "source layer", "destination", "match", "transform", "max_abs", "mean_abs", "rmse", "max_rel",
-            "cosine", "diff_var", "snr_db", "mismatched", "status", *(("isolated max_abs",) if isolated else ()))
-    rows = ["<table><tr>" + "".join(f'<th class="{"l" if h in ("source layer", "destination", "match", "transform") else ""}">'
-                                    f"{h}</th>" for h in head) + "</tr>"]
+    roots = {id(r) for r in report.roots}
+    head = ("#", "source layer", "destination", "match", "transform", "max_abs",
+            *(("isolated max_abs",) if isolated else ()), "mean_abs", "rmse", "max_rel", "cosine", "diff_var",
+            "snr_db", "mismatched", "status")
+    left = {"source layer", "destination", "match", "transform", "status"}
+    rows = ["<table><tr>" + "".join(f'<th class="{"l" if h in left else ""}">{h}</th>' for h in head) + "</tr>"]
     for r in report.layers:
         m = r.metrics
+        status = "ROOT" if id(r) in roots else "ok" if r.passed else (r.note or "FAIL")
         cells = [str(r.index), r.src, r.dst or "-", r.match, r.transform or "", fmt(m.get("max_abs")),
-                 fmt(m.get("mean_abs")), fmt(m.get("rmse")), fmt(m.get("max_rel")), fmt(m.get("cosine")),
-                 fmt(m.get("diff_var")), fmt(m.get("snr_db")), mismatch_text(r), "ok" if r.passed else (r.note or "FAIL")]
-        if isolated:
-            cells.append(fmt((r.isolated or {}).get("max_abs")) + (" (root)" if r.isolated_passed is False else ""))
-        rows.append(f'<tr class="{"" if r.passed else "bad"}">' + "".join(
-            f'<td class="{"l" if i in (1, 2, 3, 4, 13) else ""}">{escape(c)}</td>' for i, c in enumerate(cells)) + "</tr>")
+                 *((fmt((r.isolated or {}).get("max_abs")),) if isolated else ()), fmt(m.get("mean_abs")),
+                 fmt(m.get("rmse")), fmt(m.get("max_rel")), fmt(m.get("cosine")), fmt(m.get("diff_var")),
+                 fmt(m.get("snr_db")), mismatch_text(r), status]
+        kind = "root" if id(r) in roots else "" if r.passed else "bad"
+        rows.append(f'<tr class="{kind}">' + "".join(
+            f'<td class="{"l" if h in left else ""}">{escape(c)}</td>' for h, c in zip(head, cells)) + "</tr>")
     return "".join(rows) + "</table>"
 
 
