@@ -153,6 +153,12 @@ class Adapter:
         sides to tell a transposed or flipped kernel from other weight faults."""
         return None
 
+    def recurrent_weights(self, model: Any, name: str) -> tuple | None:
+        """(W, R, B) of a one-direction LSTM behind captured tensor `name`, in ONNX's layout (W (4H,
+        input), R (4H, H), B (8H); gate blocks i, o, f, c), or None. The diagnosis re-runs the LSTM
+        with its gate blocks in other orders to name a gate-order fault."""
+        return None
+
     def supports_isolation(self, model: Any) -> bool:
         """Whether `run_isolated` works for `model` (isolated checks, `compare(..., isolate=True)`)."""
         return False

@@ -168,6 +168,27 @@ class OnnxAdapter(Adapter):
         return dict(zip(chosen, outputs))
 
 
+    def recurrent_weights(self, model: OnnxModel, name: str) -> tuple | None:
+        from onnx import helper, numpy_helper
+
+        nodes = {out: node for node in model.proto.graph.node for out in node.output}
+        weights = {init.name: init for init in model.proto.graph.initializer}
+        node = nodes.get(name)
+        for _ in range(5):  # the LSTM itself, or the one behind the Squeeze / Transpose tf2onnx puts after it
+            if node is None:
+                return None
+            if node.op_type == "LSTM":
+                direction = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "direction"),
+                                 b"forward")
+                names = list(node.input[1:4])
+                if direction not in (b"forward", "forward") or any(n not in weights for n in names[:2]):
+                    return None
+                arrays = [numpy_helper.to_array(weights[n])[0] if n in weights else None for n in names + [""] * 3]
+                return arrays[0], arrays[1], arrays[2]
+            data = [i for i in node.input if i and i not in weights]
+            node = nodes.get(data[0]) if data else None
+        return None
+
     def supports_isolation(self, model: OnnxModel) -> bool:
         return True
 

@@ -189,6 +189,7 @@ def test_planted_gate_order_fault_is_localized_to_the_lstm(zoo, tmp_path):
     report = xvalidate.compare(zoo["text_classifier"], bad, src="keras", dst="onnx", batch=2,
                                layer_map={"lstm": lstm_dst})
     assert not report.passed and report.first_divergence.src == "lstm"
+    assert report.first_divergence.cause.startswith("LSTM gate order") and "(i, f, c, o)" in report.first_divergence.cause
     assert [r.src for r in report.layers if r.passed] == ["emb"]
     x = np.random.default_rng(3).integers(0, 100, (2, 20)).astype(np.int32)
     src = xvalidate.run("keras", zoo["text_classifier"], x, ["emb", "lstm"])

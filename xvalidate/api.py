@@ -185,7 +185,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                                   dst_shapes={k: v.shape for k, v in dst_out.items()},
                                   dst_names=get_adapter(dst).pairing_name)
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
-                                kernels=_kernel_pairs(src_worker, src_path, dst_worker, dst_path))
+                                parameters=_parameters(src_worker, src_path, dst_worker, dst_path))
             differ.add(src_out, dst_out)
             diff_s += time.perf_counter() - t1
             if isolate:  # every destination layer again, on the source's values of its paired inputs
@@ -231,17 +231,25 @@ def _trust(trust_model: bool, *adapters: str) -> None:
         get_worker(name).set_trust_model(bool(trust_model))
 
 
-def _kernel_pairs(src_worker, src_path: str, dst_worker, dst_path: str):
-    """(source layer, destination tensor) -> both sides' convolution kernels, or None (see Adapter.kernel)."""
+def _parameters(src_worker, src_path: str, dst_worker, dst_path: str):
+    """(source layer, destination tensor) -> what the diagnosis may use of the two models' parameters:
+    "kernels" (both sides' convolution kernels, Adapter.kernel) and "recurrent" (the destination's
+    LSTM weights, Adapter.recurrent_weights), where the adapters give them."""
     from xvalidate.errors import XValidateError
 
-    def kernels(src_name: str, dst_name: str):
-        try:
-            pair = src_worker.kernel(src_path, src_name), dst_worker.kernel(dst_path, dst_name)
-        except XValidateError:  # a nicety of the diagnosis: never a reason to fail the comparison
-            return None
-        return None if pair[0] is None or pair[1] is None else pair
-    return kernels
+    def parameters(src_name: str, dst_name: str) -> dict:
+        out = {}
+        try:  # a nicety of the diagnosis: never a reason to fail the comparison
+            kernels = src_worker.kernel(src_path, src_name), dst_worker.kernel(dst_path, dst_name)
+            if kernels[0] is not None and kernels[1] is not None:
+                out["kernels"] = kernels
+            recurrent = dst_worker.recurrent_weights(dst_path, dst_name)
+            if recurrent is not None:
+                out["recurrent"] = recurrent
+        except XValidateError:
+            pass
+        return out
+    return parameters
 
 
 def _model_outputs(src_layers: Sequence, rows: Sequence) -> list[dict]:

@@ -231,6 +231,10 @@ class Worker:
         if buffer in self._buffers:
             self._free_buffers.append(buffer)
 
+    def recurrent_weights(self, source: str, name: str) -> tuple | None:
+        """The adapter's `recurrent_weights(model, name)` for the model at `source`."""
+        return self._request("recurrent_weights", str(source), name)
+
     def supports_isolation(self, source: str) -> bool:
         """The adapter's `supports_isolation(model)` for the model at `source`."""
         return self._request("supports_isolation", str(source))
@@ -449,6 +453,9 @@ class _Server:
 
     def supports_isolation(self, source: str) -> bool:
         return bool(self.adapter.supports_isolation(self.model(source)))
+
+    def recurrent_weights(self, source: str, name: str) -> Any:
+        return self.adapter.recurrent_weights(self.model(source), name)
 
     def inputs_info(self, source: str) -> list[dict]:
         return [info.to_dict() for info in self.adapter.inputs_info(self.model(source))]

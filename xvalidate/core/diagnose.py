@@ -14,6 +14,8 @@ sentence when it holds; the first that holds is the cause (in this order):
   layout           dst equals src under another axis order
   channel order    each output channel equals another source channel
   kernel           the two sides' kernels differ by a spatial transpose or a 180-degree flip
+  LSTM gate order  the destination's LSTM reproduces the source when its gate blocks are read in
+                   another order (Keras i, f, c, o vs ONNX i, o, f, c)
   flatten order    the values agree as a multiset but not in place
   batchnorm        dst is a per-channel scale and shift of src
 then, when none holds:
@@ -32,19 +34,20 @@ from xvalidate.core.causes.padding import shape_cause
 
 def diagnose(row, src: np.ndarray | None, dst_raw: np.ndarray | None, dst: np.ndarray | None,
              src_info=None, dst_info=None, rows_by_src: Mapping | None = None,
-             kernels: tuple[np.ndarray, np.ndarray] | None = None, folded=None) -> str:
+             kernels: tuple[np.ndarray, np.ndarray] | None = None, folded=None, lstm: tuple | None = None) -> str:
     """One sentence naming the likely cause of `row`'s divergence.
 
     src: the source tensor; dst_raw: the destination tensor as captured; dst: it in the
     source's layout (None when the shapes cannot agree); kernels: the two sides' convolution
     kernels behind the pair (Adapter.kernel), when known; folded: the source Conv the destination
-    folded into this BatchNorm layer (a "fused" pair), if any."""
+    folded into this BatchNorm layer (a "fused" pair), if any; lstm: (the LSTM's input, W, R, B of
+    the destination's LSTM in ONNX's layout), when known."""
     rows_by_src = rows_by_src or {}
     if src is None or dst_raw is None:
         return "no destination tensor to compare with"
     if dst is None:
         return shape_cause(src, dst_raw, src_info, dst_info)
-    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels, folded)
+    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels, folded, lstm)
     for check in CHECKS:
         cause = check(ev)
         if cause:

@@ -38,7 +38,7 @@ class Differ:
 
     def __init__(self, src_layers: Sequence, dst_layers: Sequence, alignment: Alignment,
                  tolerance_for: Callable[[str], tuple[float, float]], max_roots: int = 32,
-                 kernels: Callable[[str, str], tuple[np.ndarray, np.ndarray] | None] | None = None):
+                 parameters: Callable[[str, str], dict] | None = None):
         self.src_info = {info.name: info for info in src_layers}
         self.dst_info = {info.name: info for info in dst_layers}
         self.src_order = {info.name: i for i, info in enumerate(src_layers)}
@@ -50,7 +50,7 @@ class Differ:
         self.upstream = {name: upstream(name, self.src_info, paired) for name in paired}
         self.tolerance_for = tolerance_for
         self.max_roots = max_roots
-        self.kernels = kernels  # (source layer, destination tensor) -> both sides' kernels, for diagnosis
+        self.parameters = parameters  # (source layer, destination tensor) -> {"kernels", "recurrent"}, for diagnosis
         self._transform: dict[str, str | None] = {}
         self._producer_shape: dict[str, tuple | None] = {}
         self._shape_error: dict[str, str] = {}
@@ -201,10 +201,13 @@ class Differ:
         src, raw = kept["src"][row.src], kept["dst"][row.dst]
         moved = None if row.src in self._shape_error else layout.apply(row.transform, raw,
                                                                        self._producer_shape[row.src])
-        kernels = self.kernels(row.src, row.dst) if self.kernels is not None else None
+        params = self.parameters(row.src, row.dst) if self.parameters is not None else {}
         info = self.src_info[row.src]
         folded = self.src_info.get(info.inputs[0]) if row.match == "fused" and len(info.inputs) == 1 else None
-        row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src, kernels, folded)
+        x = kept["src"].get(info.inputs[0]) if len(info.inputs) == 1 else None
+        lstm = (x, *params["recurrent"]) if "recurrent" in params and x is not None else None
+        row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src,
+                             params.get("kernels"), folded, lstm)
         return row
 
 

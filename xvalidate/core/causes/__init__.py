@@ -4,7 +4,8 @@ Every module exposes `check(ev: Evidence) -> str | None`: a sentence naming the 
 hypothesis holds, else None. `CHECKS` is the order they are tried in (the first that holds is
 the cause); a new check is a new module added to that list.
 """
-from xvalidate.core.causes import activation, channels, flatten, kernel, layout, padding, pooling, scale, values
+from xvalidate.core.causes import (activation, channels, flatten, kernel, layout, lstm_gates, padding, pooling, scale,
+                                   values)
 from xvalidate.core.causes.evidence import Evidence
 
 CHECKS = (
@@ -18,6 +19,7 @@ CHECKS = (
     layout.axes,
     channels.check,
     kernel.check,
+    lstm_gates.check,
     layout.multiset,
     scale.check,
 )

@@ -27,6 +27,7 @@ class Evidence:
     rows: Mapping[str, Any] = field(default_factory=dict)
     kernels: tuple[np.ndarray, np.ndarray] | None = None  # the (source, destination) convolution kernels
     folded: Any = None  # the source Conv's LayerInfo when the destination folded it into this BatchNorm
+    lstm: tuple | None = None  # (input sequence, W, R, B) of the destination's LSTM, ONNX layout
 
     @property
     def subject(self) -> str:

@@ -8,7 +8,7 @@ model that runs, with every shape right, and wrong numbers from the first time s
 `gate_order(x, expected, W, R, B)` re-runs the destination's LSTM (ONNX layout, numpy only)
 with its gate blocks read in every other order and names the order that reproduces the
 source's output. Wiring: it needs the LSTM's input sequence and the destination node's
-weights, which `Evidence` does not carry yet; `check(ev)` uses them when `ev.lstm` holds
+weights: `check(ev)` uses them when `ev.lstm` holds
 (x, W, R, B) and returns None otherwise.
 """
 from __future__ import annotations
