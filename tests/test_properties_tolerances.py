@@ -86,3 +86,15 @@ def test_pass_rule_with_missing_counts_fails():
     assert not passes({"mismatched": 0}, 0, 0)   # no size: nothing was compared
     assert not passes({"size": 3}, 0, 0)         # no mismatch count: not known to agree
     assert not passes({}, 0, 0)
+
+
+@pytest.mark.parametrize("size, mismatched", [(s, m) for s in range(3) for m in range(3)])
+def test_pass_rule_on_small_counts(size, mismatched):
+    assert passes({"size": size, "mismatched": mismatched}, 0, 0) == (size >= 1 and mismatched == 0)
+
+
+def test_an_exact_name_beats_a_longer_pattern_that_matches_it():
+    tol = Tolerances(per_layer={"fc": 1.0, "f*c*": 2.0, "X1": 3.0, "X1*": 4.0})
+    assert tol.for_layer("fc")[0] == 1.0 and tol.for_layer("fcc")[0] == 2.0
+    assert tol.for_layer("X1")[0] == 3.0 and tol.for_layer("X12")[0] == 4.0
+    assert set(tol.exact) == {"fc", "X1"}
