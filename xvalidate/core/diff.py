@@ -28,7 +28,7 @@ from xvalidate.core.align import Alignment
 from xvalidate.core.diagnose import diagnose
 from xvalidate.core.metrics import MetricAccumulator
 from xvalidate.core.report import METRIC_NAMES, LayerResult
-from xvalidate.core.pairing import upstream
+from xvalidate.core.pairing import downstream_readers, upstream
 from xvalidate.core.roots import is_root, tensors_above, upstream_blame
 from xvalidate.core.tolerances import passes
 
@@ -150,7 +150,7 @@ class Differ:
     def finish(self) -> tuple[list[LayerResult], list[LayerResult]]:
         """The per-layer rows in source order, and the roots of divergence in source order, each with
         its cause (a root may be an unpaired source layer, with dst None or a refused candidate)."""
-        rows = [self._row(pair) for pair in self.pairs]
+        rows = self._without_healed([self._row(pair) for pair in self.pairs])
         by_src = {r.src: r for r in rows}
         roots: dict[str, LayerResult] = {}
         if self._iso_acc:  # isolated: a layer is a root when it fails on its inputs' source values
@@ -166,6 +166,25 @@ class Differ:
                     roots.setdefault(root.src, root)
         self._kept, self._iso_kept = {}, {}
         return rows, sorted(roots.values(), key=lambda r: r.index)
+
+    def _without_healed(self, rows: list[LayerResult]) -> list[LayerResult]:
+        """Rows minus the differences every reader contradicts: a failing layer that something reads, whose
+        nearest paired readers all pass. The destination does not compute that value as the source does
+        (a sum TensorFlow re-associated, a tensor tf2onnx folded into its consumers), but it computes
+        what is built on it right: the pair is not comparable, so it goes to unmatched with the reason."""
+        by_src = {r.src: r for r in rows}
+        readers = downstream_readers(self.src_info, by_src)
+        kept = []
+        for row in rows:
+            after = readers.get(row.src, [])
+            if not row.passed and after and all(by_src[name].passed for name in after):
+                self.alignment.reasons[row.src] = (
+                    f"its partner {row.dst!r} differs (max_abs {row.metrics.get('max_abs')}), but every layer that "
+                    f"reads it agrees ({', '.join(after[:3])}): the destination computes this value another way "
+                    "(re-associated or folded into its readers), so it is not compared")
+                continue
+            kept.append(row)
+        return kept
 
     def _row(self, pair) -> LayerResult:
         atol, rtol = self.tolerance_for(pair.src)

@@ -102,6 +102,28 @@ def upstream(name: str, src_by_name: Mapping, paired: Mapping) -> Upstream:
     return out
 
 
+def downstream_readers(src_by_name: Mapping, paired: Mapping) -> dict[str, list[str]]:
+    """{source layer: its nearest readers in `paired`, looking through the layers not in it}."""
+    consumers: dict[str, list[str]] = {}
+    for info in src_by_name.values():
+        for name in info.inputs:
+            consumers.setdefault(name, []).append(info.name)
+    out: dict[str, list[str]] = {}
+    for name in paired:
+        found, seen, queue = [], set(), list(consumers.get(name, []))
+        while queue:
+            reader = queue.pop(0)
+            if reader in seen:
+                continue
+            seen.add(reader)
+            if reader in paired:
+                found.append(reader)
+            else:
+                queue.extend(consumers.get(reader, []))
+        out[name] = found
+    return out
+
+
 def ancestors(dst_layers) -> tuple[dict[str, int], dict[str, int]]:
     """({dst layer: its ancestors as a bit set (an int) over positions}, {dst layer: position})."""
     position = {info.name: i for i, info in enumerate(dst_layers)}
