@@ -151,3 +151,21 @@ def test_classifier_flag_overrides_the_shape_rule():
     assert compute_metrics(a, a, 0, 0, classifier=False)["top1"] is None
     assert compute_metrics(a[:, :1], a[:, :1], 0, 0)["top1"] is None  # one class is not a classifier
     assert compute_metrics(a, a[:, ::-1], 0, 0, classifier=True)["top1"] == 0.0
+
+
+def test_shapes_must_agree():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"shapes differ: \(2, 3\) vs \(3, 2\)"):
+        compute_metrics(np.zeros((2, 3)), np.zeros((3, 2)), 0, 0)
+
+
+def test_max_rel_floor_is_exclusive():
+    m = compute_metrics(np.array([[1e-6, 2.0]]), np.array([[1.0, 3.0]]), 0, 0)
+    assert m["max_rel"] == 0.5  # |ref| == REL_FLOOR is left out
+
+
+def test_two_classes_are_a_classifier_and_a_classifier_flag_needs_two_axes():
+    a = np.array([[0.2, 0.8], [0.6, 0.4]])
+    assert compute_metrics(a, a[:, ::-1], 0, 0)["top1"] == 0.0
+    assert compute_metrics(np.ones((2, 3, 4)), np.ones((2, 3, 4)), 0, 0, classifier=True)["top1"] is None
