@@ -35,15 +35,24 @@ def unpaired_row(name: str, index: int, info, cause: str, note: str, dst: str | 
 
 def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Mapping, order: Mapping,
                    rejected: Mapping[str, str], reasons: Mapping[str, str]) -> LayerResult | None:
-    """Where the tensors put the blame for failing root `row`, when it is not `row`'s own computation:
+    """Where the tensors put the blame for failing root `row`, when it is not `row`'s own computation,
+    tried in this order:
     - an unpaired layer above whose structural candidate was refused for a shape that reads as a
       finding (padding): a new root there;
     - an unpaired activation layer above that the destination lacks (a destination tensor feeding
       `row`'s partner equals the source value before that activation): a new root there;
-    - an activation the destination adds between a paired producer and `row`: `row` itself, with
-      that cause.
+    - `row`'s own activation lacking (its partner is not its output; the value before it is above);
+    - what the destination does between a paired producer and `row` (an extra activation, a
+      transpose): `row` itself, with that cause.
     `kept`: tensors of the chunk where `row` was a root: "src" {layer: array}, "dst" {tensor: array},
     "dst_above" [destination tensors above row's partner, nearest first], "partners" {src: dst}."""
+    return (_refused_shape(ups, kept, src_info, order, rejected, reasons)
+            or _lacking_above(row, ups, kept, src_info, order)
+            or _own_activation_lacking(row, kept, src_info)
+            or _edge(row, ups, kept, src_info))
+
+
+def _refused_shape(ups, kept, src_info, order, rejected, reasons) -> LayerResult | None:
     src_t, dst_t = kept.get("src", {}), kept.get("dst", {})
     for name in reversed(ups.path):  # the earliest first
         candidate = rejected.get(name)
@@ -51,6 +60,11 @@ def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Map
             cause = shape_cause(src_t[name], dst_t[candidate], src_info.get(name), None)
             return unpaired_row(name, order[name], src_info.get(name), cause, reasons.get(name, ""), candidate,
                                 tuple(src_t[name].shape), tuple(dst_t[candidate].shape))
+    return None
+
+
+def _lacking_above(row, ups, kept, src_info, order) -> LayerResult | None:
+    src_t, dst_t = kept.get("src", {}), kept.get("dst", {})
     above = [dst_t[n] for n in kept.get("dst_above", []) if n in dst_t]
     for name in ups.path:  # nearest first
         info = src_info.get(name)
@@ -66,18 +80,28 @@ def upstream_blame(row: LayerResult, ups: Upstream, kept: Mapping, src_info: Map
                          f"before its {lacking}; add the {lacking} in the destination")
                 return unpaired_row(name, order[name], info, cause,
                                     f"no destination partner; {row.src!r} receives its input without it")
+    return None
+
+
+def _own_activation_lacking(row, kept, src_info) -> LayerResult | None:
+    src_t, dst_t = kept.get("src", {}), kept.get("dst", {})
     own = src_info.get(row.src)
-    if own is not None and own.kinds[-1] in ACTIVATIONS and row.src in src_t:
-        for name in kept.get("dst_above", []):  # its partner is not its output: is the value before it there?
-            moved = _in_source_layout(src_t[row.src], dst_t.get(name))
-            lacking = None if moved is None else activation.missing(moved, src_t[row.src])
-            if lacking:
-                row.cause = (f"activation: the destination lacks the {lacking} of {describe(own)}: tensor {name!r}, "
-                             f"above its partner {row.dst!r}, holds the value before it; add the {lacking}")
-                return row
+    if own is None or own.kinds[-1] not in ACTIVATIONS or row.src not in src_t:
+        return None
+    for name in kept.get("dst_above", []):  # its partner is not its output: is the value before it there?
+        moved = _in_source_layout(src_t[row.src], dst_t.get(name))
+        lacking = None if moved is None else activation.missing(moved, src_t[row.src])
+        if lacking:
+            row.cause = (f"activation: the destination lacks the {lacking} of {describe(own)}: tensor {name!r}, "
+                         f"above its partner {row.dst!r}, holds the value before it; add the {lacking}")
+            return row
+    return None
+
+
+def _edge(row, ups, kept, src_info) -> LayerResult | None:
     if any(src_info[n].kinds[-1] in ACTIVATIONS for n in ups.path if n in src_info):
         return None  # an activation between the two sides' producers: the edge checks would misread it
-    partners = kept.get("partners", {})
+    src_t, dst_t, partners = kept.get("src", {}), kept.get("dst", {}), kept.get("partners", {})
     for producer in ups.producers:
         if producer not in src_t:
             continue
