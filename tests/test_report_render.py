@@ -128,6 +128,7 @@ def test_worst_rows_first_and_uncomparable_rows_ahead():
     rows.append(LayerResult(3, "broken", "d", "name", metrics={"max_abs": None}, passed=False))
     report = Report("a", "b", "m", "n", rows)
     assert [r.src for r in report.worst(3)] == ["broken", "l1", "l2"] and len(report.worst()) == 4
+    assert len(Report("a", "b", "m", "n", rows_of([0.1] * 12, [True] * 12)).worst()) == 10
     assert bool(report) and not Report("a", "b", "m", "n", rows, passed=False)
 
 
@@ -247,6 +248,8 @@ def test_route_comparison_document(tmp_path):
     mmdnn, _, empty = data["summary"]
     assert (mmdnn["convert_s"], mmdnn["src_run_s"], mmdnn["dst_run_s"]) == (1.0, 0.25, 0.5)
     assert mmdnn["final_layer"] == "l9" and mmdnn["final_max_abs"] == 1e-8
+    comparison.reports["onnx"].unmatched = {"src": ["a", "b"], "dst": []}
+    assert [row["unmatched_src"] for row in comparison.summary()] == [0, 2, 0]
     assert empty["final_layer"] is None and empty["worst_layer"] is None and empty["paired"] == 0
     broken = comparison.reports["onnx"].layers[3]
     broken.metrics, broken.passed = {n: None for n in METRIC_NAMES}, False  # shapes that cannot agree
