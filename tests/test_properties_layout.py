@@ -162,3 +162,8 @@ def test_to_destination_inverts_apply(n, a, b, c, case):
     assert layout.to_destination(None, src, src.shape) is src
     with pytest.raises(ValueError, match="unknown transform"):
         layout.to_destination("rnn:DNC->NC", src, dst.shape)
+
+
+def test_a_cube_offers_every_reading():
+    """(N, 2, 2) against itself: the same layout, the NCW/NWC swap once, and time-major."""
+    assert layout.candidates((2, 2, 2), (2, 2, 2)) == [None, "NCW->NWC", "TNC->NTC"]
