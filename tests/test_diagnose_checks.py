@@ -3,6 +3,7 @@ fire and one near miss where it must not. Causes are told apart by the sentence'
 import numpy as np
 import pytest
 
+from xvalidate.core.causes.lstm_gates import lstm_forward
 from xvalidate.core.diagnose import diagnose
 from xvalidate.core.report import LayerResult
 from xvalidate_adapters.base import LayerInfo
@@ -20,8 +21,8 @@ def info(kinds=("conv",), inputs=(), layout="NHWC", **attrs):
     return LayerInfo(name="layer", op="Op", layout=layout, kinds=list(kinds), inputs=list(inputs), attrs=attrs)
 
 
-def cause(src, dst, src_info=None, rows=None, dst_raw=None):
-    return diagnose(row(), src, dst if dst_raw is None else dst_raw, dst, src_info or info(), None, rows or {})
+def cause(src, dst, src_info=None, rows=None, extra=None):
+    return diagnose(row(), src, dst, dst, src_info or info(), None, rows or {}, **(extra or {}))
 
 
 def softmax(x):
@@ -59,7 +60,15 @@ INNER_CHANGED[:, 3:5, 3:5, :] += 1.0
 BORDER_CHANGED = X.copy()
 BORDER_CHANGED[:, 0, :, :] += 1.0
 
-# (prefix, case where it must fire, near miss where it must not): (src, dst, src_info, rows)
+KERNEL = rng.standard_normal((4, 3, 3, 3))           # OIHW
+LSTM_X, LSTM_H = rng.standard_normal((2, 5, 3)), 4
+LSTM_W, LSTM_R = rng.standard_normal((4 * LSTM_H, 3)), rng.standard_normal((4 * LSTM_H, LSTM_H))
+LSTM_B = rng.standard_normal(8 * LSTM_H)
+LSTM_WEIGHTS = {"lstm": (LSTM_X, LSTM_W, LSTM_R, LSTM_B)}
+KERAS_SEQ = lstm_forward(LSTM_X, LSTM_W, LSTM_R, LSTM_B, "ifco")[0]   # what the source computes
+COPIED_SEQ = lstm_forward(LSTM_X, LSTM_W, LSTM_R, LSTM_B, "iofc")[0]  # the blocks read in ONNX's order
+
+# (prefix, case where it must fire, near miss where it must not): (src, dst, src_info, rows[, diagnose kwargs])
 CASES = {
     "nan/inf": ((X, WITH_NAN, None, None),
                 (WITH_NAN, WITH_NAN * 2, None, None)),                      # the source has the NaN too
@@ -89,6 +98,12 @@ CASES = {
                           (X, (X * SCALE + SHIFT)[..., PERM], info(["conv"]), None)),
     "weights": ((X, rng.standard_normal(X.shape), info(["conv"], ["prev"]), PASSED_INPUT),
                 (X, rng.standard_normal(X.shape), info(["conv"], ["prev"]), FAILED_INPUT)),
+    "kernel transposed": ((X, noisy(X, 1), None, None, {"kernels": (KERNEL, KERNEL.transpose(0, 1, 3, 2))}),
+                          (X, noisy(X, 1), None, None, {"kernels": (KERNEL, KERNEL * 2)})),  # same kernel, scaled
+    "kernel flipped": ((X, noisy(X, 1), None, None, {"kernels": (KERNEL, KERNEL[:, :, ::-1, ::-1].copy())}),
+                       (X, noisy(X, 1), None, None, {"kernels": (KERNEL, rng.standard_normal(KERNEL.shape))})),
+    "LSTM gate order": ((KERAS_SEQ, COPIED_SEQ, info(["lstm"], layout="NTC"), None, LSTM_WEIGHTS),
+                        (noisy(COPIED_SEQ, 0.05), COPIED_SEQ, info(["lstm"], layout="NTC"), None, LSTM_WEIGHTS)),
     "numerical": ((LOGITS[:2], noisy(LOGITS[:2], 1e-5), info(["dense"], layout="NC"), None),
                   (LOGITS[:2], noisy(LOGITS[:2], 1e-1), info(["dense"], layout="NC"), None)),
 }
@@ -96,15 +111,13 @@ CASES = {
 
 @pytest.mark.parametrize("prefix", CASES)
 def test_check_fires(prefix):
-    src, dst, src_info, rows = CASES[prefix][0]
-    said = cause(src, dst, src_info, rows)
+    said = cause(*CASES[prefix][0])
     assert said.startswith(prefix), said
 
 
 @pytest.mark.parametrize("prefix", CASES)
 def test_check_holds_back_on_a_near_miss(prefix):
-    src, dst, src_info, rows = CASES[prefix][1]
-    said = cause(src, dst, src_info, rows)
+    said = cause(*CASES[prefix][1])
     assert not said.startswith(prefix), said
 
 
