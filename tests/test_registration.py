@@ -21,7 +21,7 @@ from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
 
 
 class ToyAdapter(Adapter):
-    name, layout, extensions = "toy", "NC", (".npz",)
+    name, layout, extensions = "regtoy", "NC", (".npz",)
 
     def load(self, source):
         return dict(np.load(source))
@@ -41,12 +41,12 @@ class ToyAdapter(Adapter):
 
 
 class ToyTwo(ToyAdapter):
-    name = "toy2"
+    name = "regtoy2"
 
 
 class ToyPrefixed(ToyAdapter):
     """Names every tensor "net.<layer>", and says so through its naming rule."""
-    name = "toyp"
+    name = "regtoyp"
 
     def layers(self, model):
         infos = super().layers(model)
@@ -64,7 +64,7 @@ class ToyPrefixed(ToyAdapter):
 
 class CopyRoute(Route):
     """toy -> toy2: copies the weights, scaled by the option `scale` (1: exact)."""
-    name, pairs, packages = "toycopy", (("toy", "toy2"),), ("numpy",)
+    name, pairs, packages = "toycopy", (("regtoy", "regtoy2"),), ("numpy",)
 
     def convert(self, source, src, dst, out_dir, **options):
         target = Path(out_dir) / "converted.npz"
@@ -90,7 +90,7 @@ def _restore_registry(monkeypatch):
 def toy(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
-    (site / "toy_plugin.py").write_text(TOY)
+    (site / "xv_regtoy_plugin.py").write_text(TOY)
     monkeypatch.syspath_prepend(str(site))
     model = tmp_path / "model.npz"
     np.savez(model, w=np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32))
@@ -98,25 +98,25 @@ def toy(tmp_path, monkeypatch):
 
 
 def test_a_registered_adapter_runs_and_compares_in_its_worker(toy):
-    xvalidate.register_adapter("toy", "toy_plugin:ToyAdapter")
+    xvalidate.register_adapter("regtoy", "xv_regtoy_plugin:ToyAdapter")
     x = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
-    out = xvalidate.run("toy", str(toy), x)
+    out = xvalidate.run("regtoy", str(toy), x)
     assert np.allclose(out["out"], np.maximum(x @ np.load(toy)["w"], 0))
-    xvalidate.register_adapter("toy2", "toy_plugin:ToyTwo")  # after the toy worker started: it learns it too
-    assert "toy2" in get_worker("toy").call("xvalidate.registry:adapter_names")
-    report = xvalidate.compare(str(toy), str(toy), src="toy", dst="toy2")
+    xvalidate.register_adapter("regtoy2", "xv_regtoy_plugin:ToyTwo")  # after the toy worker started: it learns it too
+    assert "regtoy2" in get_worker("regtoy").call("xvalidate.registry:adapter_names")
+    report = xvalidate.compare(str(toy), str(toy), src="regtoy", dst="regtoy2")
     assert report.passed and {row.dst for row in report.layers} == {"dense", "out"}
 
 
 def test_a_registered_route_validates_and_catches_a_fault(toy):
     from xvalidate.routes.base import Route
 
-    xvalidate.register_adapter("toy", "toy_plugin:ToyAdapter")
-    xvalidate.register_adapter("toy2", "toy_plugin:ToyTwo")
-    xvalidate.register_route("toycopy", "toy_plugin:CopyRoute")
+    xvalidate.register_adapter("regtoy", "xv_regtoy_plugin:ToyAdapter")
+    xvalidate.register_adapter("regtoy2", "xv_regtoy_plugin:ToyTwo")
+    xvalidate.register_route("toycopy", "xv_regtoy_plugin:CopyRoute")
     assert isinstance(registry.get_route("toycopy"), Route)
-    assert xvalidate.validate(str(toy), src="toy", dst="toy2", via="toycopy", cache=False, batch=4).passed
-    bad = xvalidate.validate(str(toy), src="toy", dst="toy2", via="toycopy", cache=False, batch=4,
+    assert xvalidate.validate(str(toy), src="regtoy", dst="regtoy2", via="toycopy", cache=False, batch=4).passed
+    bad = xvalidate.validate(str(toy), src="regtoy", dst="regtoy2", via="toycopy", cache=False, batch=4,
                              route_options={"scale": 2.0})
     assert not bad.passed and bad.first_divergence.src == "out"
 
@@ -140,9 +140,9 @@ def test_a_target_that_cannot_be_imported_is_a_clear_error():
 
 
 def test_a_destination_naming_rule_pairs_by_name(toy):
-    xvalidate.register_adapter("toy", "toy_plugin:ToyAdapter")
-    xvalidate.register_adapter("toyp", "toy_plugin:ToyPrefixed")
-    report = xvalidate.compare(str(toy), str(toy), src="toy", dst="toyp", batch=4)
+    xvalidate.register_adapter("regtoy", "xv_regtoy_plugin:ToyAdapter")
+    xvalidate.register_adapter("regtoyp", "xv_regtoy_plugin:ToyPrefixed")
+    report = xvalidate.compare(str(toy), str(toy), src="regtoy", dst="regtoyp", batch=4)
     assert report.passed
     assert {(row.src, row.dst, row.match) for row in report.layers} == {
         ("dense", "net.dense", "normalized"), ("out", "net.out", "normalized")}
