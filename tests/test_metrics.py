@@ -169,3 +169,12 @@ def test_two_classes_are_a_classifier_and_a_classifier_flag_needs_two_axes():
     a = np.array([[0.2, 0.8], [0.6, 0.4]])
     assert compute_metrics(a, a[:, ::-1], 0, 0)["top1"] == 0.0
     assert compute_metrics(np.ones((2, 3, 4)), np.ones((2, 3, 4)), 0, 0, classifier=True)["top1"] is None
+
+
+def test_cosine_stays_within_one_under_rounding():
+    a = np.array([[0.3289696294602021, -0.258572545473924, 1.5834728788021222, 1.3203609870818391,
+                   0.6333526228249152, -2.2035098806466507, 0.05202897425988651]])
+    b = np.array([[3.0524532917192686, -2.3992507116089112, 14.692775771364834, 12.25140523728268,
+                   5.876771364983491, -20.44599375192326, 0.4827680111533847]])  # a scaled: 1 + 2e-16 unclamped
+    assert compute_metrics(a, b, 0, 0)["cosine"] == 1.0
+    assert compute_metrics(a, -b, 0, 0)["cosine"] == -1.0
