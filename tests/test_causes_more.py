@@ -70,3 +70,10 @@ def _equivalent(name):
 
 def test_a_scaled_output_is_not_an_activation():
     assert missing(X, X * 1.5) is None and missing(X, X + 0.2) is None
+
+
+def test_small_noise_on_a_feature_map_is_numerical_not_a_per_channel_scale():
+    src = rng.standard_normal((2, 6, 6, 6))
+    dst = src + 1e-5 * rng.standard_normal(src.shape)
+    said = diagnose(row(), src, dst, dst, conv_info(), None, OK_INPUT)
+    assert said.startswith("numerical"), said

@@ -27,6 +27,8 @@ def check(ev: Evidence) -> str | None:
     if not close(x * scale + shift, y):
         return None
     off = np.flatnonzero((np.abs(scale - 1) > 1e-3) | (np.abs(shift) > 1e-3 * (np.abs(x).max() + 1e-12)))
+    if not len(off):  # no channel is scaled or shifted: plain noise, not a per-channel cause
+        return None
     ranges = f"scale {scale.min():.3g}..{scale.max():.3g}, shift {shift.min():.3g}..{shift.max():.3g}"
     where = f"{len(off)} of {len(scale)} channels"
     if "bn" in ev.kinds:
