@@ -381,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
 def _write_markdown(path: Path, text: str, args, seconds: float) -> None:
     head = (Path(__file__).read_text().split('"""')[1].strip())
     path.write_text("# Fault-injection benchmark\n\n```\n" + head + "\n```\n\n"
-                    f"One run (`make faults`, models: {', '.join(args.models)}; {args.per_kind} faults of each "
-                    f"kind per model where the model has a place for it; {seconds / 60:.0f} minutes on 2 cores):\n\n"
+                    f"One run (`make faults`; keras -> onnx: {', '.join(args.models)}; MMdnn conversions: "
+                    f"{', '.join(args.mmdnn_models)}; {'' if args.no_ports else 'the seed-2 Gluon ports; '}"
+                    f"{args.per_kind} faults of each kind per model where the model has a place for it; "
+                    f"{seconds / 60:.0f} minutes on 2 cores):\n\n"
                     + text + "\n")
 
 
