@@ -178,10 +178,11 @@ class Differ:
         for row in rows:
             after = readers.get(row.src, [])
             if not row.passed and after and all(by_src[name].passed for name in after):
+                how = row.note or f"max_abs {row.metrics.get('max_abs'):.3g}"
                 self.alignment.reasons[row.src] = (
-                    f"its partner {row.dst!r} differs (max_abs {row.metrics.get('max_abs')}), but every layer that "
-                    f"reads it agrees ({', '.join(after[:3])}): the destination computes this value another way "
-                    "(re-associated or folded into its readers), so it is not compared")
+                    f"its partner {row.dst!r} differs ({how}), but every layer that reads it agrees "
+                    f"({', '.join(after[:3])}): the destination computes this value another way (re-associated "
+                    "or folded into its readers), so it is not compared")
                 continue
             kept.append(row)
         return kept
