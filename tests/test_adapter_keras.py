@@ -86,33 +86,6 @@ def run_in_memory(x: np.ndarray) -> float:
     return float(np.abs(captured["final_fully_connected"] - model.predict(x, verbose=0)).max())
 
 
-def capture_vs_plain_seconds(path: str, repeats: int = 5) -> dict:
-    """Best-of times of the steady capture-all and of the faster plain forward (call or predict_on_batch)."""
-    import time
-
-    from xvalidate_adapters.keras import KerasAdapter
-
-    adapter = KerasAdapter()
-    model = adapter.load(path)
-    x = np.random.default_rng(0).standard_normal((1, *model.input_shape[1:])).astype("float32")
-    adapter.run(model, x)
-    (capture,) = adapter._captures.values()
-    capture.eager_seconds = capture.trace_seconds
-    outputs = adapter.run(model, x)  # traces
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    plain = min(best(lambda: np.asarray(model(x, training=False))), best(lambda: model.predict_on_batch(x)))
-    return {"capture": best(lambda: adapter.run(model, x)), "plain": plain, "layers": len(outputs)}
-
-
 # ---------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
@@ -217,16 +190,3 @@ def test_wrong_input_shape_and_unknown_layer(models):
         get_worker("keras").run(models["seed2"], np.zeros((1, 80, 120), np.float32))
     with pytest.raises(UnknownLayerError, match=r"seed2\.h5: no layer 'nope'; it has 6 layers \(block1_conv1, "):
         get_worker("keras").run(models["seed2"], np.zeros((1, 80, 120, 3), np.float32), layers=["nope"])
-
-
-@pytest.mark.slow
-def test_resnet50_every_layer_in_one_pass(tmp_path):
-    keras = get_worker("keras")
-    h5 = keras.call("xvalidate.models.keras_zoo:save", "ResNet50", str(tmp_path / "ResNet50.h5"))
-    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
-    captured = xvalidate.run("keras", h5, x)
-    plain = keras.call("test_adapter_keras:plain_forward", h5, x)
-    assert len(captured) >= 170 and len(captured) == plain["layers"]
-    np.testing.assert_allclose(captured["predictions"], plain["final"], rtol=1e-5, atol=1e-8)
-    timing = keras.call("test_adapter_keras:capture_vs_plain_seconds", h5)
-    assert timing["capture"] <= 1.5 * timing["plain"], timing
