@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from xvalidate.errors import ConversionError, UnknownAdapterError
+from xvalidate.hashing import file_sha256
 from xvalidate.registry import get_adapter, get_route
 from xvalidate.routes.base import Conversion
 
@@ -121,7 +122,7 @@ def cache_key(source: str, via: str, src: str, dst: str, options: Mapping[str, A
 
 def write_manifest(entry: Path) -> None:
     """Record the SHA-256 of every file of an entry (the manifest itself excepted)."""
-    digests = {str(p.relative_to(entry)): _sha256(p) for p in sorted(entry.rglob("*"))
+    digests = {str(p.relative_to(entry)): file_sha256(p) for p in sorted(entry.rglob("*"))
                if p.is_file() and p.name != MANIFEST}
     (entry / MANIFEST).write_text(json.dumps(digests, indent=0))
 
@@ -130,17 +131,9 @@ def entry_intact(entry: Path) -> bool:
     """True when every file the manifest lists is there with its recorded digest."""
     try:
         digests = json.loads((entry / MANIFEST).read_text())
-        return bool(digests) and all(_sha256(entry / name) == digest for name, digest in digests.items())
+        return bool(digests) and all(file_sha256(entry / name) == digest for name, digest in digests.items())
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def convert_cached(via: str, source: str, src: str, dst: str, options: Mapping[str, Any],

@@ -12,7 +12,6 @@ raise UnsupportedLayerError instead. Frameworks are imported inside the function
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import io
 import json
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from xvalidate.errors import ConversionError, InputFileError, UnsupportedLayerError, XValidateError
+from xvalidate.hashing import file_sha256
 from xvalidate.registry import get_adapter
 
 ROUTE = "mmdnn"
@@ -51,7 +51,7 @@ def keras_to_ir(model_path: str, out_dir: str) -> dict:
         parser.save_to_json(paths["ir_json"])
         parser.save_to_proto(paths["ir_pb"])
         parser.save_weights(paths["ir_npy"])
-    Path(paths["ir_npy"] + DIGEST_SUFFIX).write_text(_sha256(paths["ir_npy"]))
+    Path(paths["ir_npy"] + DIGEST_SUFFIX).write_text(file_sha256(paths["ir_npy"]))
     return {**paths, "layers": len(parser.keras_graph.topological_sort), "seconds": time.perf_counter() - start}
 
 
@@ -98,14 +98,6 @@ def _gen_ir(parser, model_path: str) -> None:
         except Exception as exc:
             raise ConversionError(f"{model_path}: MMdnn's Keras parser failed on layer {name!r} ({node.type}): "
                                   f"{type(exc).__name__}: {_first(exc)}") from None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- IR -> mxnet
@@ -159,7 +151,7 @@ def _check_digest(ir_npy: str) -> None:
     digest = Path(ir_npy + DIGEST_SUFFIX)
     if not Path(ir_npy).is_file():
         raise InputFileError(f"{ir_npy}: no such MMdnn IR weight file")
-    if not digest.is_file() or digest.read_text().strip() != _sha256(ir_npy):
+    if not digest.is_file() or digest.read_text().strip() != file_sha256(ir_npy):
         raise InputFileError(f"{ir_npy}: not an IR weight file written by keras_to_ir (no matching {digest.name}); "
                              "it is a pickle, so only files this tool wrote are read")
 
