@@ -178,3 +178,32 @@ def test_cosine_stays_within_one_under_rounding():
                    5.876771364983491, -20.44599375192326, 0.4827680111533847]])  # a scaled: 1 + 2e-16 unclamped
     assert compute_metrics(a, b, 0, 0)["cosine"] == 1.0
     assert compute_metrics(a, -b, 0, 0)["cosine"] == -1.0
+
+
+def test_small_elements_are_judged_at_a_tenth_of_their_samples_rms():
+    # a BatchNorm output near zero computed from inputs near 50: rounding of 3e-4 on a sample of rms ~50
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0.0, 50.0, (2, 1000)).astype(np.float32)
+    ref[0, 0] = 1e-3
+    out = ref.copy()
+    out[0, 0] += 3e-4
+    assert compute_metrics(ref, out, 1e-4, 1e-3)["mismatched"] == 0  # limit 1e-4 + 1e-3 * 5
+    out[0, 0] = ref[0, 0] + 0.05                                    # a tenth of a percent of the rms more
+    assert compute_metrics(ref, out, 1e-4, 1e-3)["mismatched"] == 1
+
+
+def test_the_scale_is_each_samples_own():
+    # sample 1 is large, sample 0 small: sample 0's elements do not borrow sample 1's scale
+    ref = np.stack([np.full(100, 0.01), np.full(100, 100.0)]).astype(np.float32)
+    out = ref.copy()
+    out[0, 5] += 1e-3                                 # 10% of its own sample: a real difference
+    out[1, 5] += 1e-2                                 # within 1e-3 of 100
+    assert compute_metrics(ref, out, 1e-4, 1e-3)["mismatched"] == 1
+    assert compute_metrics(ref, out, 1e-4, 1e-3)["mismatched"] == compute_metrics(
+        ref[:1], out[:1], 1e-4, 1e-3)["mismatched"]
+
+
+def test_nonfinite_values_do_not_set_the_scale():
+    ref = np.array([[np.inf, 1.0, 1.0, 0.0]], np.float32)
+    out = np.array([[np.inf, 1.0, 1.0, 1e-3]], np.float32)
+    assert compute_metrics(ref, out, 1e-4, 1e-3)["mismatched"] == 1  # rms of the finite values: 0.8

@@ -10,8 +10,16 @@ d = ref - out. Over the elements where both are finite:
   cosine     <ref, out> / (|ref| |out|) over all elements (1.0 when both are zero)
   diff_var   variance of d (the seed's "variance of the difference"); merged with Chan's formula
   snr_db     10 log10(sum ref^2 / sum d^2); inf when d is zero
-  mismatched elements with |d| > atol + rtol |ref|, plus every non-finite element that is
-             not the same infinity on both sides (see below)
+  mismatched elements with |d| > atol + rtol max(|ref|, SCALE_FRACTION * rms), plus every
+             non-finite element that is not the same infinity on both sides (see below);
+             rms is the root mean square of the finite source values of the element's sample
+
+Why the sample's magnitude: float32 rounding grows with the magnitude of the values a layer
+computes with, not with each result. A BatchNorm subtracting a mean of 50 from inputs near 50
+gives results near 0 that carry errors of 50 * 1e-7 * (depth); judged against their own size
+alone they fail, although the layer agrees to 1e-6 of its scale. An element smaller than a
+tenth of its sample's rms is judged as if it were that tenth: a real fault (layout, padding,
+activation, weights) moves elements by a sizeable part of the rms and still fails.
   size       element count; nan_src/nan_dst/inf_src/inf_dst: non-finite counts per side
   top1/top5  for classifier outputs (2-D, >= 2 classes): fraction of rows whose top-1
              classes agree / whose source top-1 is in the destination's top-5
@@ -33,6 +41,7 @@ from typing import Any
 import numpy as np
 
 REL_FLOOR = 1e-6
+SCALE_FRACTION = 0.1  # elements below this fraction of their sample's rms are judged at that fraction
 BLOCK = 1 << 16  # elements per block of the float64 computation
 
 
@@ -57,14 +66,17 @@ class MetricAccumulator:
             raise ValueError(f"shapes differ: {ref.shape} vs {out.shape}")
         flat_r, flat_o = np.asarray(ref).reshape(-1), np.asarray(out).reshape(-1)
         self.size += flat_r.size
+        floors = _sample_floors(flat_r, ref.shape[0] if ref.ndim > 1 else 1)
+        per_sample = flat_r.size // max(len(floors), 1)
         n = d_sum = d_sq = abs_sum = 0.0
         for lo in range(0, flat_r.size, BLOCK):  # blocks: float64 scratch stays in cache, no page faults
             r = flat_r[lo:lo + BLOCK].astype(np.float64)
             o = flat_o[lo:lo + BLOCK].astype(np.float64)
+            floor = _block_floor(floors, per_sample, lo, r.size)
             with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in the sum: a non-finite block
                 finite = math.isfinite(float(r.sum())) and math.isfinite(float(o.sum()))
             if not finite:
-                r, o = self._drop_nonfinite(r, o)
+                r, o, floor = self._drop_nonfinite(r, o, floor)
             if not r.size:
                 continue
             d = np.subtract(r, o)
@@ -78,7 +90,8 @@ class MetricAccumulator:
             abs_sum += float(a.sum())
             self.max_abs = max(self.max_abs, float(a.max()))
             abs_r = np.abs(r, out=r)
-            limit = np.multiply(abs_r, self.rtol, out=o)
+            limit = np.maximum(abs_r, floor, out=o)
+            limit *= self.rtol
             limit += self.atol
             self.mismatched += int(np.count_nonzero(a > limit))
             big = abs_r > REL_FLOOR
@@ -94,7 +107,8 @@ class MetricAccumulator:
         self._update_topk(ref, out)
         return self
 
-    def _drop_nonfinite(self, r: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _drop_nonfinite(self, r: np.ndarray, o: np.ndarray,
+                        floor: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         fin_r, fin_o = np.isfinite(r), np.isfinite(o)
         self.nan_src += int(np.isnan(r).sum())
         self.nan_dst += int(np.isnan(o).sum())
@@ -103,7 +117,7 @@ class MetricAccumulator:
         # a value finite on one side only is a mismatch; identical infinities are not
         self.mismatched += int((fin_r != fin_o).sum()) + int((~fin_r & ~fin_o & ~(r == o)).sum())
         both = fin_r & fin_o
-        return r[both], o[both]
+        return r[both], o[both], floor[both] if isinstance(floor, np.ndarray) else floor
 
     def _merge_var(self, n_b: int, mean_b: float, m2_b: float) -> None:
         n_a = self.n
@@ -177,6 +191,30 @@ class MetricAccumulator:
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     # einsum, not np.dot: BLAS threads spin against the framework workers on a busy machine
     return float(np.einsum("i,i->", a, b))
+
+
+def _sample_floors(flat: np.ndarray, samples: int) -> np.ndarray:
+    """SCALE_FRACTION * the rms of each sample's finite values (a sample: a row of axis 0)."""
+    if flat.size == 0 or samples == 0:
+        return np.zeros(max(samples, 1))
+    rows = flat.reshape(samples, -1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)  # buffered: no float64 copy of the batch
+    counts = np.full(samples, float(rows.shape[1]))
+    for i in np.flatnonzero(~np.isfinite(sums)):  # non-finite values do not count towards the scale
+        finite = rows[i][np.isfinite(rows[i])].astype(np.float64)
+        sums[i], counts[i] = _dot(finite, finite), finite.size
+    return SCALE_FRACTION * np.sqrt(sums / np.maximum(counts, 1.0))
+
+
+def _block_floor(floors: np.ndarray, per_sample: int, lo: int, size: int) -> np.ndarray | float:
+    """The floor of each element of the block [lo, lo + size) of the flattened batch."""
+    if per_sample == 0:
+        return 0.0
+    first, last = lo // per_sample, (lo + size - 1) // per_sample
+    if first == last:
+        return float(floors[first])
+    return floors[np.arange(lo, lo + size) // per_sample]
 
 
 def compute_metrics(ref: np.ndarray, out: np.ndarray, atol: float, rtol: float,

@@ -2,9 +2,10 @@
 
 A pair passes when no element is mismatched, an element being mismatched when
 
-    |src - dst| > atol + rtol * |src|      (numpy.allclose semantics, src = reference)
+    |src - dst| > atol + rtol * max(|src|, 0.1 * rms)      (src = reference)
 
-or when it is finite on one side only. Defaults: atol = 1e-4, rtol = 1e-3. Correct float32
+rms being the root mean square of the finite source values of the element's sample (its row
+of axis 0; see core/metrics.py for why), or when it is finite on one side only. Defaults: atol = 1e-4, rtol = 1e-3. Correct float32
 conversions stay far inside them (ResNet50 through MMdnn differs by ~1e-10 at the
 output and ~1e-6 inside; InceptionV3 by 3.4e-7), while the broken hand ports of a
 CNN differ by 1e-2 to 1 (a missing softmax, padding, unpermuted Dense weights).
