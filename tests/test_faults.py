@@ -104,4 +104,4 @@ def test_faults_in_two_branches_are_both_roots(branchy, tmp_path):
     assert causes["left_bn"].startswith("kernel transposed") and causes["right_bn"].startswith("channel order")
     assert "other roots of divergence (1" in report.summary()
     data = report.to_dict()
-    assert data["schema_version"] == 2 and [r["src"] for r in data["roots"]] == roots
+    assert data["schema_version"] == 3 and [r["src"] for r in data["roots"]] == roots

@@ -42,7 +42,7 @@ def test_json_round_trips_and_encodes_infinity(tmp_path):
     report = make_report()
     path = report.to_json(str(tmp_path / "r.json"))
     data = json.loads(open(path).read())
-    assert data["schema_version"] == 2 and data["first_divergence"] == "fc"
+    assert data["schema_version"] == 3 and data["first_divergence"] == "fc"
     assert data["layers"][0]["metrics"]["snr_db"] == "inf"
     back = report_from_dict(data)
     assert back.layers[1].cause == report.layers[1].cause and back.first_divergence.src == "fc"

@@ -16,6 +16,7 @@ import numpy as np
 from xvalidate.core import layout
 from xvalidate.core.align import align
 from xvalidate.core.diff import Differ
+from xvalidate.core.hops import locate
 from xvalidate.core.report import Report
 from xvalidate.core.tolerances import Tolerances
 from xvalidate.errors import InputFileError, InputShapeError, OptionError
@@ -73,11 +74,15 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
              atol: float | None = None, rtol: float | None = None, tolerances: Mapping[str, Any] | None = None,
              keep: str | None = None, *, cache: bool = True, batch: int = 1, seed: int = 0,
              preprocess: str = "unit", memory_budget: int | None = None, route_options: Mapping | None = None,
-             progress: Progress | None = None, trust_model: bool = False, isolate: bool = False) -> Report:
+             progress: Progress | None = None, trust_model: bool = False, isolate: bool = False,
+             hops: bool = True) -> Report:
     """Convert `model` from `src` to `dst` through route `via`, run both, and compare layer by layer.
 
     keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
-    model content, route and library versions (see xvalidate.cache). isolate: as in `compare`."""
+    model content, route and library versions (see xvalidate.cache). isolate: as in `compare`.
+    hops: when the conversion went through an intermediate model (via='onnx' between two other
+    frameworks), also compare source vs intermediate and intermediate vs destination
+    (`report.hops`, `report.located`), each model run once per chunk."""
     from xvalidate.cache import convert_cached
     from xvalidate.registry import get_route
     from xvalidate.routes.base import with_input_shape
@@ -95,9 +100,12 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
         conversion = convert_cached(via, src_path, src, dst, options, use_cache=cache)
         convert_seconds = time.perf_counter() - t0
         _notify(progress, "convert", 1, 1)
+        hub = conversion.intermediate
+        through = hub if hops and hub is not None and hub.adapter not in (src, dst) else None
         report = _compare_paths(src, src_path, dst, conversion.dst_source, inputs, {}, tol, hints=conversion.hints,
                                 batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
-                                progress=progress, names=(_describe(model), conversion.dst_source), isolate=isolate)
+                                progress=progress, names=(_describe(model), conversion.dst_source), isolate=isolate,
+                                through=through)
     report.via = via
     report.timings = {"convert": convert_seconds, **report.timings}
     report.meta["cache_hit"] = conversion.cache_hit
@@ -135,19 +143,27 @@ def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequ
 def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any, layer_map: Mapping[str, str],
                    tol: Tolerances, *, hints: Mapping | None = None, batch: int, seed: int, preprocess: str,
                    memory_budget: int | None, progress: Progress | None, names: tuple[str, str],
-                   isolate: bool = False) -> Report:
+                   isolate: bool = False, through: Any = None) -> Report:
+    """Compare src vs dst chunk by chunk; with `through` (a routes.base.Intermediate), also source vs
+    intermediate and intermediate vs destination on the same captured tensors."""
     timings: dict[str, float] = {}
     src_worker, dst_worker = get_worker(src), get_worker(dst)
+    hub_worker = get_worker(through.adapter) if through is not None else None
     if isolate and not dst_worker.supports_isolation(dst_path):
         raise OptionError(f"isolate is not supported for destination {dst}: its adapter cannot run a layer on "
                           "given input values; compare without isolate")
     t0 = time.perf_counter()
     _notify(progress, "load", 0, 1)
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         f_src_in, f_dst_in = pool.submit(src_worker.inputs_info, src_path), pool.submit(dst_worker.inputs_info, dst_path)
         f_src_layers, f_dst_layers = pool.submit(src_worker.layers, src_path), pool.submit(dst_worker.layers, dst_path)
+        if hub_worker is not None:
+            f_hub_in, f_hub_layers = (pool.submit(hub_worker.inputs_info, through.source),
+                                      pool.submit(hub_worker.layers, through.source))
         src_inputs, dst_inputs = f_src_in.result(), f_dst_in.result()
         src_layers, dst_layers = f_src_layers.result(), f_dst_layers.result()
+        if hub_worker is not None:
+            hub_inputs, hub_layers = f_hub_in.result(), f_hub_layers.result()
     timings["load"] = time.perf_counter() - t0
     _notify(progress, "load", 1, 1)
     check_tolerance_names({**tol.exact, **dict(tol.patterns)}, src_layers)  # typos fail before any run
@@ -155,6 +171,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
 
     x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
     input_pairs = pair_inputs(src_inputs, dst_inputs, dst_path)
+    hub_pairs = pair_inputs(src_inputs, hub_inputs, through.source) if hub_worker is not None else None
     input_desc["layouts"] = _input_layouts(input_pairs)
     for s_info, d_info in input_pairs:
         _check_fits(layout.to_layout(x[s_info.name][:1], s_info.layout, d_info.layout), d_info, dst_path)
@@ -164,17 +181,27 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     largest = 0
     n, start = len(next(iter(x.values()))), 0
     estimate = _bytes_per_sample(src_layers) + _bytes_per_sample(dst_layers)  # 0 when shapes are unknown
+    if hub_worker is not None:
+        hub_bytes = _bytes_per_sample(hub_layers)
+        estimate = estimate + hub_bytes if hub_bytes else 0
+    hop_differs: list = []
     chunk = max(1, int(budget // estimate)) if estimate else 1
     run_s = {"src": 0.0, "dst": 0.0}
     diff_s = 0.0
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(3) as pool:
         while start < n:
             part = {name: a[start:start + chunk] for name, a in x.items()}
             size = len(next(iter(part.values())))
             _notify(progress, "run", start, n)
             f_s = pool.submit(_timed, src_worker.run, src_path, _one_or_dict(part))
             f_d = pool.submit(_timed, dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)))
+            f_h = None if hub_worker is None else \
+                pool.submit(_timed, hub_worker.run, through.source, _one_or_dict(_to_dst(part, hub_pairs)))
             (src_out, ts), (dst_out, td) = f_s.result(), f_d.result()
+            hub_out = {}
+            if f_h is not None:
+                hub_out, th = f_h.result()
+                run_s["hub"] = run_s.get("hub", 0.0) + th
             largest = max(largest, size)
             run_s["src"] += ts
             run_s["dst"] += td
@@ -186,7 +213,14 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                                   dst_names=get_adapter(dst).pairing_name)
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
                                 parameters=_parameters(src_worker, src_path, dst_worker, dst_path))
+                if hub_worker is not None:
+                    hop_differs = _hop_differs(through, (src, src_layers, src_worker, src_path, src_out),
+                                               (through.adapter, hub_layers, hub_worker, through.source, hub_out),
+                                               (dst, dst_layers, dst_worker, dst_path, dst_out), tol)
             differ.add(src_out, dst_out)
+            if hop_differs:
+                hop_differs[0][1].add(src_out, hub_out)
+                hop_differs[1][1].add(hub_out, dst_out)
             diff_s += time.perf_counter() - t1
             if isolate:  # every destination layer again, on the source's values of its paired inputs
                 iso_out, ti = _timed(dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)), None,
@@ -197,20 +231,23 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                 diff_s += time.perf_counter() - t1
                 del iso_out
             if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
-                per_sample = (_nbytes(src_out) + _nbytes(dst_out)) / size
+                per_sample = (_nbytes(src_out) + _nbytes(dst_out) + _nbytes(hub_out)) / size
                 chunk = max(1, int(budget // max(per_sample, 1)))
             start += size
-            del src_out, dst_out
+            del src_out, dst_out, hub_out
     _notify(progress, "run", n, n)
     _notify(progress, "diff", 0, 1)
     t1 = time.perf_counter()
     rows, roots = differ.finish()
     first = roots[0] if roots else None
+    finished_hops = [(name, hop_differ.finish(), hop_alignment) for name, hop_differ, hop_alignment in hop_differs]
     diff_s += time.perf_counter() - t1
     _notify(progress, "diff", 1, 1)
     timings.update({"src_run": run_s["src"], "dst_run": run_s["dst"], "diff": diff_s})
     if "isolated" in run_s:
         timings["dst_isolated_run"] = run_s["isolated"]
+    if "hub" in run_s:
+        timings["intermediate_run"] = run_s["hub"]
     paired = {r.src for r in rows}
     report = Report(
         src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
@@ -221,7 +258,40 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
         meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(src, dst), "layers": {
             "src": len(src_layers), "dst": len(dst_layers)}, "outputs": _model_outputs(src_layers, rows)},
     )
+    if finished_hops:
+        models = (names[0], through.source, names[1])
+        sides = ((src, src_layers), (through.adapter, hub_layers), (dst, dst_layers))
+        for i, (name, (hop_rows, hop_roots), hop_alignment) in enumerate(finished_hops):
+            report.hops.append(_hop_report(name, sides[i], sides[i + 1], models[i:i + 2], hop_rows, hop_roots,
+                                           hop_alignment, report))
+        report.located = locate(report)
     return report
+
+
+def _hop_differs(through, src_side: tuple, hub_side: tuple, dst_side: tuple, tol: Tolerances) -> list:
+    """[(hop name, Differ, Alignment)] for source vs intermediate ("export") and intermediate vs destination
+    ("import"), paired on the first chunk's tensors with each half's hints. A side is (adapter, layers,
+    worker, path, first chunk's outputs)."""
+    out = []
+    for name, (a, b), hints in (("export", (src_side, hub_side), through.src_hints),
+                                ("import", (hub_side, dst_side), through.dst_hints)):
+        alignment = align(a[1], b[1], hints=hints, src_shapes={k: v.shape for k, v in a[4].items()},
+                          dst_shapes={k: v.shape for k, v in b[4].items()}, dst_names=get_adapter(b[0]).pairing_name)
+        differ = Differ(a[1], b[1], alignment, tol.for_layer, parameters=_parameters(a[2], a[3], b[2], b[3]))
+        out.append((name, differ, alignment))
+    return out
+
+
+def _hop_report(name: str, a: tuple, b: tuple, models: Sequence[str], rows: list, roots: list, alignment,
+                whole: Report) -> Report:
+    """The Report of one half of a conversion through an intermediate model (a: (adapter, layers) of its source)."""
+    paired = {r.src for r in rows}
+    return Report(src=a[0], dst=b[0], src_model=models[0], dst_model=models[1], layers=rows, hop=name,
+                  unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired],
+                             "dst": alignment.unmatched_dst},
+                  passed=not roots and bool(rows), first_divergence=roots[0] if roots else None, roots=roots,
+                  unmatched_reasons=dict(alignment.reasons), inputs=whole.inputs, tolerances=whole.tolerances,
+                  meta={"layers": {"src": len(a[1]), "dst": len(b[1])}})
 
 
 def _trust(trust_model: bool, *adapters: str) -> None:

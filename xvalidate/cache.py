@@ -35,7 +35,7 @@ from typing import Any, Mapping
 from xvalidate.errors import ConversionError, UnknownAdapterError
 from xvalidate.hashing import file_sha256
 from xvalidate.registry import get_adapter, get_route
-from xvalidate.routes.base import Conversion
+from xvalidate.routes.base import CONVERSION_FORMAT, Conversion
 
 MANIFEST = "manifest.json"
 _fallback: Path | None = None
@@ -115,8 +115,8 @@ def cache_key(source: str, via: str, src: str, dst: str, options: Mapping[str, A
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
-    meta = json.dumps({"via": via, "src": src, "dst": dst, "options": dict(options), "versions": versions},
-                      sort_keys=True, default=str)
+    meta = json.dumps({"via": via, "src": src, "dst": dst, "options": dict(options), "versions": versions,
+                       "format": CONVERSION_FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256((_file_digest(Path(source), src) + meta).encode()).hexdigest()[:32]
 
 

@@ -153,23 +153,48 @@ def main(debug: bool) -> None:
 @main.command()
 @click.argument("src_model", type=click.Path())
 @click.argument("dst_model", type=click.Path())
-@click.option("--src", default="keras", show_default=True, help="Adapter of SRC_MODEL.")
-@click.option("--dst", default="mxnet", show_default=True, help="Adapter of DST_MODEL.")
+@click.option("--src", default="keras", show_default=True, help="Adapter of SRC_MODEL (a saved .xvr names its own).")
+@click.option("--dst", default="mxnet", show_default=True, help="Adapter of DST_MODEL (a saved .xvr names its own).")
 @click.option("--layer-map", type=click.Path(), help="JSON file {source layer: destination layer}.")
 @_common
 @_safety
 @_guard
 def compare(src_model, dst_model, src, dst, layer_map, inputs, batch, seed, preprocess, atol, rtol,
             tolerance_file, memory_budget, html, json_path, all_rows, isolate, trust_model):
-    """Compare two models you already have (e.g. a Keras model and your Gluon port)."""
+    """Compare two models you already have (e.g. a Keras model and your Gluon port). Either may be a
+    result saved by `capture --save` (.xvr): its adapter and input come from the file."""
     import xvalidate
 
+    _check_saved_sides(src_model, dst_model, src, dst)
     with _Progress(sys.stderr.isatty()) as progress:
         report = xvalidate.compare(src_model, dst_model, src=src, dst=dst, inputs=inputs, layer_map=layer_map,
                                    atol=atol, rtol=rtol, tolerances=_tolerance_file(tolerance_file), batch=batch,
                                    seed=seed, preprocess=preprocess, memory_budget=memory_budget, progress=progress,
                                    trust_model=trust_model, isolate=isolate)
     _finish(report, html, json_path, all_rows)
+
+
+def _check_saved_sides(src_model: str, dst_model: str, src: str, dst: str) -> None:
+    """A saved side (.xvr) brings its adapter and its input: a --src/--dst naming another adapter, and
+    --batch or --seed, are errors rather than silently ignored."""
+    from click.core import ParameterSource
+
+    from xvalidate.saved import SavedResult, is_saved
+
+    ctx = click.get_current_context()
+    given = [name for name in ("src", "dst", "batch", "seed") if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    sides = [(model, option, name) for model, option, name in ((src_model, "src", src), (dst_model, "dst", dst))
+             if is_saved(model)]
+    for model, option, name in sides:
+        if option in given:
+            with SavedResult(model) as result:
+                if result.adapter != name:
+                    raise OptionError(f"--{option} {name}: {model} was captured with adapter {result.adapter}; "
+                                      f"a saved side needs no --{option}")
+    for option in ("batch", "seed"):
+        if sides and option in given:
+            raise OptionError(f"--{option}: {sides[0][0]} is a saved result, compared on the input saved with it; "
+                              f"omit --{option}")
 
 
 @main.command()
@@ -250,10 +275,15 @@ def demo(model, via, out, all_rows):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--layers", help="Comma-separated layer names (default: every layer).")
 @click.option("--out", type=click.Path(), help="Save the outputs to this .npz file.")
+@click.option("--save", type=click.Path(), help="Save a result to compare later: a .xvr file of every output, the "
+                                                "input, the layers and the environment (docs/saved-results.md).")
+@click.option("--memory-budget", type=float, help="With --save: bytes of activations per chunk of the batch.")
 @_safety
 @_guard
-def capture(model, name, inputs, batch, seed, layers, out, trust_model):
-    """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz)."""
+def capture(model, name, inputs, batch, seed, layers, out, save, memory_budget, trust_model):
+    """Capture every layer's output of MODEL in one forward pass (optionally saved as .npz or .xvr)."""
+    if save:
+        return _capture_saved(model, name, inputs, batch, seed, layers, out, save, memory_budget, trust_model)
     import xvalidate
     from xvalidate.api import checked_source
     from xvalidate.inputs import load_input_batch
@@ -273,6 +303,23 @@ def capture(model, name, inputs, batch, seed, layers, out, trust_model):
 
         saved = save_npz_atomic(out if out.endswith(".npz") else out + ".npz", outputs)
         click.echo(f"saved to {saved}")
+
+
+def _capture_saved(model, name, inputs, batch, seed, layers, out, save, memory_budget, trust_model) -> None:
+    """`capture --save`: the batch in chunks, each written to the .xvr file before the next runs."""
+    from xvalidate.saved import SUFFIX
+    from xvalidate.saved.capture import save_capture
+
+    if out:
+        raise OptionError("--out and --save: give one (--save writes the outputs, and more, chunk by chunk)")
+    path = save if save.lower().endswith(SUFFIX) else save + SUFFIX
+    with _Progress(sys.stderr.isatty()) as progress:
+        summary = save_capture(model, path, name, inputs, layers=[n for n in layers.split(",") if n] if layers else None,
+                               batch=batch, seed=seed, memory_budget=memory_budget, progress=progress,
+                               trust_model=trust_model)
+    click.echo(f"{summary['tensors']} layer outputs of {summary['samples']} samples, {summary['bytes'] / 1e6:.1f} MB "
+               f"in {summary['chunks']} chunk(s), {summary['seconds']['total']:.1f} s")
+    click.echo(f"saved to {summary['path']}")
 
 
 @main.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # How a finished result is written out ("summary", "dict", "json", "html", "comparison-json"...): the
 # report package registers its renderers here when imported (xvalidate's __init__ imports it), so the
@@ -90,6 +90,12 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)   # stage -> seconds
     artifacts: dict[str, str] = field(default_factory=dict)   # name -> path
     meta: dict[str, Any] = field(default_factory=dict)        # versions, created, cache hit...
+    # a conversion through an intermediate model: each half compared on its own, source vs intermediate
+    # (hop "export") and intermediate vs destination (hop "import"), and the hop where the divergence
+    # appears (core.hops.locate); empty otherwise
+    hops: list["Report"] = field(default_factory=list)
+    hop: str | None = None                                    # on a hop's own report: its name
+    located: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return self.passed

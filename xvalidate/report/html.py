@@ -97,6 +97,8 @@ def report_body(report: Report) -> str:
                         for r in report.roots)
         parts.append(f'<div class="roots"><h3>Roots of divergence ({len(report.roots)})</h3>'
                      f"<p>Each fails while every paired input of it passes.</p><ol>{items}</ol></div>")
+    if report.hops:
+        parts.append(hops_section(report))
     xs = [r.index for r in report.layers]
     series = [("max_abs", xs, [r.metrics.get("max_abs") for r in report.layers]),
               ("mean_abs", xs, [r.metrics.get("mean_abs") for r in report.layers])]
@@ -123,6 +125,30 @@ def report_body(report: Report) -> str:
             for k, v in report.artifacts.items()) + "</table>")
     parts.append(f"<h3>Inputs and tolerances</h3><pre>{escape(str(report.inputs))}\n"
                  f"{escape(str(report.tolerances))}</pre>")
+    return "".join(parts)
+
+
+def hops_section(report: Report) -> str:
+    """The three comparisons through an intermediate model: a table (whole, then each half), the hop where
+    it diverges, and each half's roots and layers in a collapsed block."""
+    head = ("comparison", "models", "verdict", "paired", "unmatched source", "first divergence", "cause")
+    rows = []
+    for label, rep in [("whole", report)] + [(f"{hop.hop} half", hop) for hop in report.hops]:
+        first = rep.first_divergence
+        cells = (label, f"{rep.src} \u2192 {rep.dst}", "PASS" if rep.passed else "FAIL", str(len(rep.layers)),
+                 str(len(rep.unmatched.get("src", []))),
+                 "-" if first is None else f"{first.src} \u2192 {first.dst or '-'}",
+                 "" if first is None else first.cause or "")
+        rows.append(f'<tr class="{"" if rep.passed else "bad"}">' +
+                    "".join(f'<td class="l">{escape(c)}</td>' for c in cells) + "</tr>")
+    parts = [f"<h3>Through the intermediate model ({escape(report.hops[0].dst)})</h3><table><tr>",
+             "".join(f'<th class="l">{h}</th>' for h in head), "</tr>", *rows, "</table>"]
+    if report.located.get("text"):
+        parts.append(f'<p class="{"cause" if report.located.get("hop") else ""}"><b>Where:</b> '
+                     f'{escape(report.located["text"])}</p>')
+    for hop in report.hops:
+        parts.append(f"<details><summary>{escape(hop.hop or '')} half: {escape(hop.src)} &rarr; {escape(hop.dst)} "
+                     f"({len(hop.layers)} pairs)</summary>{layer_table(hop)}</details>")
     return "".join(parts)
 
 

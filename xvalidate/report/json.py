@@ -48,6 +48,8 @@ def report_to_dict(report: Report) -> dict:
             data["first_divergence"] = None if value is None else value.src
         elif f.name == "roots":
             data["roots"] = [_row(r) for r in value]
+        elif f.name == "hops":
+            data["hops"] = [report_to_dict(hop) for hop in value]
         else:
             data[f.name] = _encode(value)
     return data
@@ -61,7 +63,8 @@ def report_from_dict(data: dict) -> Report:
     first = data.pop("first_divergence")
     by_src = {r.src: r for r in rows}
     roots = [by_src.get(r["src"]) or _layer_result(r) for r in data.pop("roots", [])]
-    report = Report(layers=rows, roots=roots, **{k: _decode(v) for k, v in data.items()})
+    hops = [report_from_dict(hop) for hop in data.pop("hops", [])]
+    report = Report(layers=rows, roots=roots, hops=hops, **{k: _decode(v) for k, v in data.items()})
     report.first_divergence = next((r for r in roots if r.src == first), None) or by_src.get(first)
     return report
 

@@ -59,6 +59,7 @@ def summary_text(report: Report) -> str:
     if others:
         lines.append(f"other roots of divergence ({len(others)}; each fails while its paired inputs pass):")
         lines += [f"  {root.src} -> {root.dst or '-'}: {root.cause}" for root in others]
+    lines += hop_lines(report)
     worst = report.worst(1)
     if worst and worst[0].metrics.get("max_abs") is not None:
         lines.append(f"largest error: {worst[0].src} max_abs {fmt(worst[0].metrics['max_abs'])}")
@@ -71,6 +72,22 @@ def summary_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+def hop_lines(report: Report) -> list[str]:
+    """Through an intermediate model: one line per comparison (whole, then each half), then where it diverges."""
+    if not report.hops:
+        return []
+    lines = [f"three comparisons through {report.hops[0].dst} (the intermediate model):"]
+    for label, rep in [("whole", report)] + [(f"{hop.hop} half", hop) for hop in report.hops]:
+        total = len(rep.layers) + len(rep.unmatched.get("src", []))
+        first = rep.first_divergence
+        where = f", first divergence {first.src} -> {first.dst or '-'}" if first is not None else ""
+        lines.append(f"  {rep.src} -> {rep.dst} ({label}): {'PASS' if rep.passed else 'FAIL'}, "
+                     f"{len(rep.layers)} of {total} paired{where}")
+    if report.located.get("text"):
+        lines.append(f"hop: {report.located['text']}")
+    return lines
+
+
 def render(report: Report, console, all_rows: bool = False, top: int = 15) -> None:
     """Print the verdict, the first divergence up front, then the worst rows (or all rows)."""
     from rich.table import Table
@@ -80,7 +97,7 @@ def render(report: Report, console, all_rows: bool = False, top: int = 15) -> No
     verdict, *lines = summary_text(report).split("\n")
     console.print(Text(verdict, style=style))
     for line in lines:
-        if line.startswith(("likely cause", "  ")):
+        if line.startswith(("likely cause", "  ")) or (line.startswith("hop:") and report.located.get("hop")):
             console.print(Text(line, style="yellow"))
         elif line.startswith("first divergence"):
             console.print(Text(line, style="red"))

@@ -14,6 +14,27 @@ from typing import Any
 
 from xvalidate.errors import OptionError
 
+# what conversion.json holds; part of the conversion cache key, so entries of an older layout are rebuilt
+# (2: the intermediate model of a composed conversion)
+CONVERSION_FORMAT = 2
+
+
+@dataclass
+class Intermediate:
+    """The model a conversion went through (a hub: src -> ONNX -> dst), kept so that each half is
+    compared too.
+
+    adapter:    the adapter that runs it.
+    source:     its file.
+    src_hints:  {intermediate tensor: (source layer, how)}, for source vs intermediate.
+    dst_hints:  {destination tensor: (intermediate tensor, how)}, for intermediate vs destination.
+    """
+
+    adapter: str
+    source: str
+    src_hints: dict[str, tuple[str, str]] = field(default_factory=dict)
+    dst_hints: dict[str, tuple[str, str]] = field(default_factory=dict)
+
 
 @dataclass
 class Conversion:
@@ -23,6 +44,7 @@ class Conversion:
     hints:      {destination tensor: (source layer, "name" | "fused")} for the aligner.
     artifacts:  {label: path} of every file the route wrote (IR, generated code, weights...).
     seconds:    {step: seconds} for the conversion steps.
+    intermediate: the model between the two halves of a composed conversion, or None.
     """
 
     dst_source: str
@@ -30,6 +52,7 @@ class Conversion:
     artifacts: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     cache_hit: bool = False
+    intermediate: Intermediate | None = None
 
     def save(self, directory: Path) -> None:
         """Write conversion.json with paths relative to `directory`."""
@@ -37,6 +60,8 @@ class Conversion:
         data.pop("cache_hit")
         data["dst_source"] = str(Path(self.dst_source).relative_to(directory))
         data["artifacts"] = {k: str(Path(v).relative_to(directory)) for k, v in self.artifacts.items()}
+        if self.intermediate is not None:
+            data["intermediate"]["source"] = str(Path(self.intermediate.source).relative_to(directory))
         (directory / "conversion.json").write_text(json.dumps(data, indent=1))
 
     @classmethod
@@ -45,7 +70,11 @@ class Conversion:
         data["dst_source"] = str(directory / data["dst_source"])
         data["artifacts"] = {k: str(directory / v) for k, v in data["artifacts"].items()}
         data["hints"] = {k: tuple(v) for k, v in data["hints"].items()}
-        return cls(**data, cache_hit=True)
+        hub = data.pop("intermediate", None)
+        if hub is not None:
+            hub = Intermediate(hub["adapter"], str(directory / hub["source"]),
+                               *({k: tuple(v) for k, v in hub[key].items()} for key in ("src_hints", "dst_hints")))
+        return cls(**data, cache_hit=True, intermediate=hub)
 
 
 class Route:

@@ -2,11 +2,13 @@
 and MXNet -> ONNX with mx.onnx.export_model. Each step runs in a worker of its framework."""
 from __future__ import annotations
 
+import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from xvalidate.errors import OptionError
-from xvalidate.routes.base import Conversion, Route
+from xvalidate.routes.base import Conversion, Intermediate, Route
 from xvalidate.worker import get_worker
 from xvalidate.input_hint import write_input_hint
 
@@ -64,10 +66,17 @@ class OnnxRoute(Route):
         write_input_hint(built["symbol"], first.name, list(first.shape), first.layout,
                          [i.to_dict() for i in source_inputs])
         mxnet_names = [info.name for info in mxnet.layers(built["symbol"])]
-        hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names, mxnet_names)
+        with ThreadPoolExecutor(1) as pool:  # the hints of the export half, for comparing the ONNX model too
+            onnx_hints = pool.submit(get_worker("onnx").call, f"{NAMES}:keras_onnx_hints", made["onnx"], keras_names)
+            hints = mxnet.call(f"{NAMES}:mxnet_onnx_hints", made["onnx"], built["symbol"], keras_names, mxnet_names)
+            src_hints = _tuples(onnx_hints.result())
         seconds["to_mxnet"] = built["seconds"]
         artifacts.update(symbol=built["symbol"], params=built["params"], tensor_map=built["tensor_map"])
-        return Conversion(built["symbol"], _tuples(hints), artifacts, seconds)
+        from xvalidate.routes.onnx_hub import import_hints
+
+        tensor_map = json.loads(Path(built["tensor_map"]).read_text())
+        hub = Intermediate("onnx", made["onnx"], src_hints, import_hints(tensor_map, mxnet_names))
+        return Conversion(built["symbol"], _tuples(hints), artifacts, seconds, intermediate=hub)
 
     def _from_mxnet(self, symbol: str, onnx_path: str, input_shape: list[int] | None) -> Conversion:
         mxnet = get_worker("mxnet")

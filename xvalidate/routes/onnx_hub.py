@@ -3,7 +3,9 @@ or runtime, composed from two halves.
 
 An exporter half is any registered route that converts (src, "onnx") (a plugin's "torch-onnx",
 say); the importer halves are ONNX itself (run by onnxruntime) and MXNet's ONNX import. The
-intermediate ONNX model stays among the conversion's artifacts."""
+intermediate ONNX model stays among the conversion's artifacts and is the conversion's
+`intermediate`, with the hints of each half, so that validate compares source vs ONNX and ONNX vs
+destination too."""
 from __future__ import annotations
 
 import json
@@ -12,7 +14,7 @@ from typing import Any
 
 from xvalidate.input_hint import write_input_hint
 from xvalidate.registry import get_route, route_names
-from xvalidate.routes.base import Conversion, Route
+from xvalidate.routes.base import Conversion, Intermediate, Route
 from xvalidate.routes.onnx_names import _spelled
 from xvalidate.worker import get_worker
 
@@ -63,4 +65,17 @@ def compose(source: str, src: str, dst: str, out_dir: Path, **options: Any) -> C
             hints[name] = tuple(pair)
     artifacts = {**first.artifacts, "symbol": built["symbol"], "params": built["params"],
                  "tensor_map": built["tensor_map"]}
-    return Conversion(built["symbol"], hints, artifacts, {**first.seconds, "to_" + dst: built["seconds"]})
+    hub = Intermediate(HUB, first.dst_source, dict(first.hints), import_hints(tensor_map, dst_names))
+    return Conversion(built["symbol"], hints, artifacts, {**first.seconds, "to_" + dst: built["seconds"]},
+                      intermediate=hub)
+
+
+def import_hints(tensor_map: dict[str, str], dst_names: list[str]) -> dict[str, tuple[str, str]]:
+    """{destination tensor: (ONNX tensor, "name")} from the importer's tensor map, for comparing the
+    intermediate ONNX model with the imported one (the first ONNX tensor of a destination tensor wins)."""
+    hints: dict[str, tuple[str, str]] = {}
+    for onnx_tensor, mx_output in tensor_map.items():
+        name = _spelled(mx_output, dst_names)
+        if name is not None and name not in hints:
+            hints[name] = (onnx_tensor, "name")
+    return hints

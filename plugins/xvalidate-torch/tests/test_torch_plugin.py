@@ -51,13 +51,16 @@ from xvalidate_torch.nets import build
 report = xvalidate.validate(build(sys.argv[1]), src="torch", dst="mxnet", via="onnx", batch=2, cache=False)
 print(json.dumps({"passed": report.passed, "summary": report.summary(), "artifacts": report.artifacts,
                   "matches": [row.match for row in report.layers],
-                  "final": report.layers[-1].metrics["max_abs"], "src": [row.src for row in report.layers]}))
+                  "final": report.layers[-1].metrics["max_abs"], "src": [row.src for row in report.layers],
+                  "hops": [[h.hop, h.src, h.dst, h.passed, [r.src for r in h.layers], len(h.unmatched["src"])]
+                           for h in report.hops], "located": report.located}))
 """
 
 
 @pytest.mark.parametrize("name", ["resnet_small", "seed2_cnn"])
 def test_an_in_memory_module_passes_torch_to_mxnet_through_the_onnx_hub(name):
-    """validate(module, ...) in a process of its own: torch is never imported by the test process."""
+    """validate(module, ...) in a process of its own: torch is never imported by the test process. Both
+    halves (torch vs ONNX, ONNX vs MXNet) are compared as well."""
     out = subprocess.run([sys.executable, "-c", VALIDATE, name], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -65,6 +68,11 @@ def test_an_in_memory_module_passes_torch_to_mxnet_through_the_onnx_hub(name):
     assert result["artifacts"]["onnx"].endswith(".onnx")  # the intermediate model is kept
     assert sum(m in ("name", "fused") for m in result["matches"]) >= 5
     assert result["final"] < 1e-4
+    # the ONNX model is compared too: torch vs onnx pairs what the whole pairs, onnx vs mxnet every tensor kept
+    (export, *e), (imported, *i) = result["hops"]
+    assert (export, *e[:3]) == ("export", "torch", "onnx", True) and e[3] == result["src"]
+    assert (imported, *i[:2]) == ("import", "onnx", "mxnet") and i[2] and len(i[3]) >= len(result["src"]) and i[4] == 0
+    assert result["located"]["hop"] is None
 
 
 def test_a_pt2_program_is_refused_by_the_exporter_in_one_line(pt2):
