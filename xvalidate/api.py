@@ -59,15 +59,24 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     ({dst tensor: (src layer, "name" | "fused")}, `Conversion.hints`), to compare a converted model
     that was edited afterwards the way `validate` compares it. isolate: also run every destination
     layer on the source's values of its paired inputs, so that each faulty layer shows on its own
-    (`report.roots` then lists every layer whose isolated error fails)."""
+    (`report.roots` then lists every layer whose isolated error fails).
+    Either model may be a saved result (a .xvr file from `save_capture` / `xvalidate capture
+    --save`): its adapter is read from the file (`src`/`dst` do not apply to it) and the comparison
+    runs on the input saved with it (`inputs`, if given, must equal it; `batch`, `seed` do not apply)."""
     tol = Tolerances(atol, rtol, tolerances)
     mapping = _layer_map(layer_map)
     _budget(memory_budget)
-    _trust(trust_model, src, dst)
-    with _sources([(src, src_model), (dst, dst_model)]) as (src_path, dst_path):
-        return _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, hints=hints, batch=batch, seed=seed,
-                              preprocess=preprocess, memory_budget=memory_budget, progress=progress,
-                              names=(_describe(src_model), _describe(dst_model)), isolate=isolate)
+    with _sides([(src, src_model), (dst, dst_model)]) as ([(src, src_path), (dst, dst_path)], saved):
+        if isolate and "dst" in saved:
+            raise OptionError(f"isolate: {dst_path} is a saved result; isolate needs the live destination model")
+        _trust(trust_model, *(name for side, name in (("src", src), ("dst", dst)) if side not in saved))
+        report = _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, hints=hints, batch=batch, seed=seed,
+                                preprocess=preprocess, memory_budget=memory_budget, progress=progress,
+                                names=(_describe(src_model), _describe(dst_model)), isolate=isolate, saved=saved)
+    if saved:  # this environment's versions are those of the live side(s) only; each saved side brings its own
+        report.meta["versions"] = _versions(*(name for side, name in (("src", src), ("dst", dst)) if side not in saved))
+        report.meta["saved"] = {side: result.describe() for side, result in saved.items()}
+    return report
 
 
 def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmdnn", inputs: Any = None,
@@ -143,11 +152,12 @@ def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequ
 def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any, layer_map: Mapping[str, str],
                    tol: Tolerances, *, hints: Mapping | None = None, batch: int, seed: int, preprocess: str,
                    memory_budget: int | None, progress: Progress | None, names: tuple[str, str],
-                   isolate: bool = False, through: Any = None) -> Report:
+                   isolate: bool = False, through: Any = None, saved: Mapping[str, Any] | None = None) -> Report:
     """Compare src vs dst chunk by chunk; with `through` (a routes.base.Intermediate), also source vs
     intermediate and intermediate vs destination on the same captured tensors."""
     timings: dict[str, float] = {}
-    src_worker, dst_worker = get_worker(src), get_worker(dst)
+    saved = saved or {}  # {"src"/"dst": SavedResult}: a saved side answers (and replays its run) from its file
+    src_worker, dst_worker = saved.get("src") or get_worker(src), saved.get("dst") or get_worker(dst)
     hub_worker = get_worker(through.adapter) if through is not None else None
     if isolate and not dst_worker.supports_isolation(dst_path):
         raise OptionError(f"isolate is not supported for destination {dst}: its adapter cannot run a layer on "
@@ -169,7 +179,11 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     check_tolerance_names({**tol.exact, **dict(tol.patterns)}, src_layers)  # typos fail before any run
     check_layer_map_shapes(layer_map, src_layers, dst_layers)
 
-    x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
+    if saved:
+        from xvalidate.saved.inputs import saved_input
+        x, input_desc = saved_input(saved, inputs, src_inputs, dst_inputs, dst_path, preprocess)
+    else:
+        x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
     input_pairs = pair_inputs(src_inputs, dst_inputs, dst_path)
     hub_pairs = pair_inputs(src_inputs, hub_inputs, through.source) if hub_worker is not None else None
     input_desc["layouts"] = _input_layouts(input_pairs)
@@ -210,7 +224,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                 alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
                                   src_shapes={k: v.shape for k, v in src_out.items()},
                                   dst_shapes={k: v.shape for k, v in dst_out.items()},
-                                  dst_names=get_adapter(dst).pairing_name)
+                                  dst_names=_pairing_name(dst))
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
                                 parameters=_parameters(src_worker, src_path, dst_worker, dst_path))
                 if hub_worker is not None:
@@ -410,6 +424,42 @@ def _sources(items: Sequence[tuple[str, Any]], example: np.ndarray | None = None
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def _sides(items: Sequence[tuple[str, Any]]) -> Iterator[tuple[list[tuple[str, str]], dict]]:
+    """[(adapter, path)] of a comparison's two (adapter name, model) sides, and {"src"/"dst": SavedResult}
+    of those that are saved results (.xvr): their adapter comes from the file, and they need no worker."""
+    from xvalidate.saved import SavedResult, is_saved
+
+    saved: dict[str, Any] = {}
+    try:
+        for side, (_, model) in zip(("src", "dst"), items):
+            if is_saved(model):
+                saved[side] = SavedResult(model)
+        with _sources([item for side, item in zip(("src", "dst"), items) if side not in saved]) as paths:
+            live = iter(paths)
+            yield [(saved[side].adapter, str(saved[side].path)) if side in saved else (name, next(live))
+                   for side, (name, _) in zip(("src", "dst"), items)], saved
+    finally:
+        for result in saved.values():
+            result.close()
+
+
+def _registered_adapter(name: str) -> Any:
+    """The adapter registered as `name`, or None: a saved side may come from an adapter not installed here."""
+    from xvalidate.errors import UnknownAdapterError
+
+    try:
+        return get_adapter(name)
+    except UnknownAdapterError:
+        return None
+
+
+def _pairing_name(name: str) -> Callable[[str], str]:
+    """Adapter `name`'s pairing_name (the name unchanged when the adapter is not installed here)."""
+    adapter = _registered_adapter(name)
+    return adapter.pairing_name if adapter is not None else str
+
+
 def checked_source(name: str, model: str | os.PathLike) -> str:
     """The absolute path of a model file for adapter `name`; a missing file or a wrong extension
     raises InputFileError."""
@@ -466,7 +516,7 @@ def _versions(*adapters: str, route: str | None = None) -> dict[str, str]:
 
     from xvalidate.registry import get_route
 
-    declared = [pkg for name in adapters for pkg in get_adapter(name).packages]
+    declared = [pkg for name in adapters for pkg in getattr(_registered_adapter(name), "packages", ())]
     declared += list(get_route(route).packages) if route else []
     out = {}
     for pkg in dict.fromkeys(("xvalidate", "numpy", *declared)):
