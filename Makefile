@@ -12,7 +12,7 @@ PLUGIN_TESTS := $(addsuffix /tests,$(PLUGINS))
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[frameworks,test]"
+	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,ray]"  # ray: the sweep's Ray executor is tested too
 	$(BIN)/python -m pip install --quiet -e ./plugins/xvalidate-tflite
 	@# torch 2.13 needs typing-extensions >= 4.10 where tensorflow-cpu 2.12 declares < 4.6: no single resolution
 	@# holds both, so the torch plugin (torch pinned in its pyproject) is a step of its own; pip warns about the

@@ -254,6 +254,55 @@ def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_pa
 
 
 @main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("--src", default=None, help="Adapter of every MODEL (default: inferred from each file's extension).")
+@click.option("--dst", required=True, help="Adapter to convert to (e.g. mxnet).")
+@click.option("--routes", "routes", required=True,
+              help="Comma-separated routes (e.g. mmdnn,onnx); ROUTE:DST sends one route to another destination.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a process pool; ray: Ray tasks (pip install 'xvalidate[ray]').")
+@click.option("--workers", type=int, default=1, show_default=True, help="Cells run at once (local processes, Ray CPUs).")
+@click.option("--address", help="With --executor ray: the cluster to join ('auto': the one on this machine); "
+                                "without it a local cluster is started and stopped.")
+@click.option("--out", required=True, type=click.Path(), help="Output folder: sweep.sqlite, index.html, cells/.")
+@click.option("--input", "inputs", multiple=True, type=click.Path(),
+              help="An input file (repeatable): each is an input set, in the source model's layout.")
+@click.option("--seeds", help="Comma-separated seeds of random input sets (default 0 when no --input).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Samples of each random input set.")
+@click.option("--atol", type=float, help="Absolute tolerance.")
+@click.option("--rtol", type=float, help="Relative tolerance.")
+@click.option("--tolerances", "tolerance_file", type=click.Path(), help="JSON file of per-layer tolerances.")
+@click.option("--no-cache", is_flag=True, help="Convert again even if cached conversions exist.")
+@click.option("--redo", is_flag=True, help="Run every cell again, even those the folder has recorded.")
+@_safety
+@_guard
+def sweep(models, src, dst, routes, executor, workers, address, out, inputs, seeds, batch, atol, rtol,
+          tolerance_file, no_cache, redo, trust_model):
+    """Validate many MODELS x routes x input sets; resumable; writes OUT/index.html. Exit code: the worst cell's."""
+    from xvalidate import worker
+    from xvalidate.sweep import sweep as run_sweep
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()] if seeds else []
+    except ValueError:
+        raise OptionError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    with _Progress(sys.stderr.isatty()) as progress:
+        result = run_sweep(list(models), dst, routes, out=out, src=src, inputs=inputs, seeds=seed_list, batch=batch,
+                           executor=executor, workers=workers, address=address, redo=redo, progress=progress,
+                           atol=atol, rtol=rtol, tolerances=_tolerance_file(tolerance_file), cache=not no_cache,
+                           trust_model=trust_model, timeout=worker.DEFAULT_TIMEOUT)
+    counts = {s: sum(r["status"] == s for r in result.records) for s in ("PASS", "FAIL", "ERROR")}
+    click.echo(f"{len(result.records)} cells: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['ERROR']} ERROR "
+               f"({result.ran} run, {result.skipped} recorded before)")
+    for r in result.records:
+        if r["status"] != "PASS":
+            click.echo(f"  {r['status']} {Path(r['model']).name} via {r['via']} -> {r['dst']} [{r['input_set']}]: "
+                       f"{r['error'] or r['reason'] or ''}")
+    click.echo(f"matrix: {result.matrix}")
+    sys.exit(result.exit_code)
+
+
+@main.command()
 @click.option("--model", default="ResNet50", show_default=True,
               help="A keras.applications model (random weights) or seed2_cnn / resnet_block.")
 @click.option("--via", default="mmdnn", show_default=True, help="Conversion route.")
@@ -285,6 +334,7 @@ def capture(model, name, inputs, batch, seed, layers, out, save, memory_budget, 
     if save:
         return _capture_saved(model, name, inputs, batch, seed, layers, out, save, memory_budget, trust_model)
     import xvalidate
+
     from xvalidate.api import checked_source
     from xvalidate.inputs import load_input_batch
     from xvalidate.worker import get_worker

@@ -1,0 +1,169 @@
+"""`xvalidate sweep`: models x routes x input sets on the numpy toy adapter and toy routes (cells cost
+a toy worker each, no framework): the local executor with 1 and 2 processes, Ray on a local cluster,
+resuming from the SQLite record, the worst cell's exit code, and the matrix page's links."""
+import glob
+import json
+import sqlite3
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from test_cli_exit_codes import invoke, one_line_error, toy  # noqa: F401 (toy: the fixture with routes)
+from test_interfaces import ROOT, _framework_words
+from xvalidate.sweep import parse_routes, source_adapter
+
+ROUTES = "toycopy,toyscale,toybroken"
+
+
+class Links(HTMLParser):
+    """The matrix page's table cells: (class, link) of every td that shows a verdict."""
+
+    def __init__(self):
+        super().__init__()
+        self.cells, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "td" and "cell" in (attrs.get("class") or "").split():
+            self._cell = [attrs["class"].split()[-1], None]
+            self.cells.append(self._cell)
+        elif tag == "a" and self._cell is not None:
+            self._cell[1] = attrs["href"]
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self._cell = None
+
+
+@pytest.fixture
+def models(toy, tmp_path):
+    """Two toy models (the fixture's and one with other weights)."""
+    rng = np.random.default_rng(1)
+    other = tmp_path / "other.npz"
+    np.savez(other, w0=rng.standard_normal((4, 6)).astype("float32"), w1=rng.standard_normal((6, 3)).astype("float32"))
+    return [toy, other]
+
+
+def sweep(models, out, *args):
+    return invoke("sweep", *models, "--dst", "toy", "--out", out, *args)
+
+
+def rows(out):
+    with sqlite3.connect(Path(out) / "sweep.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        return {(Path(r["model"]).name, r["via"], r["input_set"]): dict(r) for r in db.execute("SELECT * FROM cells")}
+
+
+def test_local_sweep_records_links_and_resumes(models, tmp_path):
+    out = tmp_path / "out"
+    first = sweep(models, out, "--routes", ROUTES, "--seeds", "0,1", "--batch", 3, "--workers", 2)
+    assert first.exit_code == 2, first.output  # the worst cell is an ERROR (toybroken)
+    assert "12 cells: 4 PASS, 4 FAIL, 4 ERROR (12 run, 0 recorded before)" in first.output
+    cells = rows(out)
+    assert len(cells) == 12
+    for (model, via, input_set), r in cells.items():
+        assert input_set in ("seed0-batch3", "seed1-batch3")
+        expected = {"toycopy": ("PASS", 0), "toyscale": ("FAIL", 1), "toybroken": ("ERROR", 2)}[via]
+        assert (r["status"], r["exit_code"]) == expected, r
+        if via == "toybroken":
+            assert r["error"] == "RuntimeError: the converter crashed" and r["report_html"] is None
+            assert "Traceback" in (out / r["error_file"]).read_text()
+        else:
+            report = json.loads((out / r["report_json"]).read_text())
+            assert report["passed"] is (via == "toycopy") and report["inputs"]["seed"] == int(input_set[4])
+            assert r["paired"] == 3 and r["src_layers"] == 3 and r["final_layer"] == "dense1"
+        if via == "toyscale":
+            assert r["worst_layer"] == "dense1" and r["final_max_abs"] > 0.1 and "dense1" in r["reason"]
+        if via == "toycopy":
+            assert r["final_max_abs"] == 0 and r["final_passed"] == 1
+
+    page = Links()
+    page.feed((out / "index.html").read_text())
+    assert sorted(c[0] for c in page.cells) == ["ERROR"] * 4 + ["FAIL"] * 4 + ["PASS"] * 4
+    linked = {c[1] for c in page.cells}
+    assert linked == {r["report_html"] or r["error_file"] for r in cells.values()} and None not in linked
+    assert all((out / link).is_file() for link in linked)
+
+    again = sweep(models, out, "--routes", ROUTES, "--seeds", "0,1", "--batch", 3, "--workers", 1)
+    assert again.exit_code == 2 and "(0 run, 12 recorded before)" in again.output, again.output
+    assert rows(out) == cells  # nothing ran again: every record, start time included, is the same
+
+    more = sweep(models, out, "--routes", ROUTES, "--seeds", "0,1,2", "--batch", 3)
+    assert "18 cells" in more.output and "(6 run, 12 recorded before)" in more.output, more.output
+    np.savez(models[1], w0=np.eye(4, 6, dtype="float32"), w1=np.eye(6, 3, dtype="float32"))  # a changed model reruns
+    changed = sweep(models, out, "--routes", "toycopy", "--seeds", "0", "--batch", 3)
+    assert changed.exit_code == 0 and "(1 run, 1 recorded before)" in changed.output, changed.output
+    redo = sweep(models, out, "--routes", "toycopy", "--seeds", "0", "--batch", 3, "--redo")
+    assert "(2 run, 0 recorded before)" in redo.output, redo.output
+
+
+def test_exit_code_is_the_worst_cell(models, tmp_path):
+    assert sweep(models, tmp_path / "a", "--routes", "toycopy").exit_code == 0
+    mixed = sweep(models, tmp_path / "b", "--routes", "toycopy,toyscale", "--batch", 2)
+    assert mixed.exit_code == 1 and "2 PASS, 2 FAIL, 0 ERROR" in mixed.output, mixed.output
+
+
+def test_input_files_are_input_sets(models, tmp_path):
+    np.save(tmp_path / "ones.npy", np.ones((2, 4), np.float32))
+    np.save(tmp_path / "wide.npy", np.ones((2, 5), np.float32))  # does not fit the toy models: an ERROR cell each
+    result = sweep(models, tmp_path / "o", "--routes", "toycopy", "--input", tmp_path / "ones.npy",
+                   "--input", tmp_path / "wide.npy")
+    assert result.exit_code == 2, result.output
+    statuses = {(model, input_set): r["status"] for (model, _, input_set), r in rows(tmp_path / "o").items()}
+    assert statuses == {("toy.npz", "ones.npy"): "PASS", ("other.npz", "ones.npy"): "PASS",
+                        ("toy.npz", "wide.npy"): "ERROR", ("other.npz", "wide.npy"): "ERROR"}
+
+
+def test_ray_executor_matches_local_and_leaves_nothing(models, tmp_path):
+    before = set(glob.glob(str(Path(tempfile.gettempdir()) / "xv-ray-*")))
+    local = sweep(models, tmp_path / "local", "--routes", "toycopy,toyscale", "--batch", 2, "--workers", 2)
+    ray = sweep(models, tmp_path / "ray", "--routes", "toycopy,toyscale", "--batch", 2, "--executor", "ray",
+                "--workers", 2)
+    assert ray.exit_code == local.exit_code == 1, ray.output
+    keep = ("status", "exit_code", "paired", "final_max_abs", "worst_layer", "reason")
+    assert ({k: {f: r[f] for f in keep} for k, r in rows(tmp_path / "ray").items()}
+            == {k: {f: r[f] for f in keep} for k, r in rows(tmp_path / "local").items()})
+    names = {p.info["name"] for p in psutil.process_iter(["name"])}
+    assert not names & {"raylet", "gcs_server"}  # the local cluster was shut down
+    assert set(glob.glob(str(Path(tempfile.gettempdir()) / "xv-ray-*"))) == before  # and its folder removed
+
+
+def test_bad_options_are_one_line_errors(models, tmp_path):
+    out = tmp_path / "o"
+    one_line_error(sweep([tmp_path / "none.npz"], out, "--routes", "toycopy"), "none.npz: no such model file")
+    (tmp_path / "model.xyz").write_text("")
+    one_line_error(sweep([tmp_path / "model.xyz"], out, "--routes", "toycopy"), "model.xyz: no adapter reads files with this extension; "
+                                                          "give --src")
+    one_line_error(sweep(models, out, "--routes", "toycopy,nowhere"), "unknown route 'nowhere'")
+    one_line_error(sweep(models, out, "--routes", "toycopy:keras"),
+                   "--routes: via='toycopy' cannot convert toy to keras")
+    one_line_error(sweep(models, out, "--routes", "toycopy", "--workers", 0), "--workers: expected a positive")
+    one_line_error(sweep(models, out, "--routes", "toycopy", "--seeds", "a,b"), "--seeds: expected comma-separated integers")
+    one_line_error(sweep(models, out, "--routes", "toycopy", "--address", "auto"), "--address: only the ray executor")
+    one_line_error(sweep(models, out, "--routes", "toycopy", "--input", tmp_path / "none.npy"), "--input")
+    (tmp_path / "file").write_text("")
+    one_line_error(sweep(models, tmp_path / "file" / "o", "--routes", "toycopy"), "--out")
+    assert not out.exists() or not (out / "sweep.sqlite").exists() or not rows(out)
+
+
+def test_source_adapter_from_declared_extensions(toy_plugin):
+    assert source_adapter("a/b/model.npz") == "toy"
+    assert source_adapter("m.H5") == "keras" and source_adapter("m.onnx") == "onnx"
+    assert source_adapter("net-symbol.json") == "mxnet"
+
+
+def test_the_sweep_modules_name_no_framework():
+    modules = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "xvalidate/sweep").glob("*.py"))]
+    modules.append("xvalidate/report/sweep.py")
+    assert {name: _framework_words(ROOT / name) for name in modules} == {name: [] for name in modules}
+
+
+def test_parse_routes():
+    assert parse_routes("mmdnn, onnx,onnx:onnx", "mxnet") == [("mmdnn", "mxnet"), ("onnx", "mxnet"), ("onnx", "onnx")]
+    assert parse_routes("onnx,onnx", "onnx") == [("onnx", "onnx")]
+    with pytest.raises(Exception, match="ROUTE:DST"):
+        parse_routes("onnx:", "mxnet")
