@@ -32,10 +32,12 @@ import numpy as np
 from xvalidate.errors import InputFileError, InputShapeError, WorkerError
 from xvalidate.input_hint import input_hint_path, write_input_hint  # noqa: F401 (re-exported)
 from xvalidate.input_hint import read_input_hint as _read_input_hint
+from xvalidate.naming import strip_suffixes
 from xvalidate_adapters.base import Adapter, InputInfo, LayerInfo
 from xvalidate_adapters.common import check_input, input_arrays, layout_for_rank, pick_layers
 
 _OUTPUT = re.compile(r"^(.*)_output(\d*)$")
+_PAIRING_SUFFIXES = re.compile(r"(_output\d*|_?fwd)$", re.IGNORECASE)
 _KINDS = {
     "Convolution": ["conv"], "Deconvolution": ["conv"], "FullyConnected": ["dense"], "dot": ["dense"],
     "_linalg_gemm2": ["dense"], "BatchNorm": ["bn"],
@@ -91,6 +93,11 @@ class MXNetAdapter(Adapter):
     layout = "NCHW"
     extensions = ("-symbol.json", ".json", ".params")
     packages = ("mxnet",)
+
+    def pairing_name(self, name: str) -> str:
+        """Without what Gluon and MXNet add to a layer's name: `_fwd` (`resnetv10_conv0_fwd`) and an output
+        suffix `_output`, `_output1` (`resnetv10_conv0_fwd_output` -> `resnetv10_conv0`)."""
+        return strip_suffixes(name, _PAIRING_SUFFIXES)
 
     def model_files(self, path: str) -> list[str]:
         """The symbol and every `prefix-NNNN.params` beside it."""

@@ -102,9 +102,31 @@ def test_unpaired_tensors_are_listed_not_dropped():
     assert "z" in alignment.unmatched_dst
 
 
-def test_normalize():
-    assert normalize("resnetv10_conv0_fwd_output") == "resnetv10_conv0"
-    assert normalize("model/conv1/Relu:0") == "model/conv1/relu"
+def test_normalize_only_lowercases_and_trims_the_naming_rules_live_with_their_owners():
+    """The core knows no framework's suffixes: the mxnet adapter strips Gluon's `_fwd` and MXNet's
+    `_output`, the onnx route TensorFlow's `:0` (tf2onnx), the mmdnn route `_activation`."""
+    from xvalidate.naming import pairing_names
+    from xvalidate.routes.mmdnn import MMdnnRoute
+    from xvalidate.routes.onnx import OnnxRoute
+    from xvalidate_adapters.mxnet import MXNetAdapter
+
+    assert normalize("/Model/Conv1_") == "model/conv1" and normalize("resnetv10_conv0_fwd") == "resnetv10_conv0_fwd"
+    assert MXNetAdapter().pairing_name("resnetv10_conv0_fwd_output") == "resnetv10_conv0"
+    assert OnnxRoute().pairing_name("model/conv1/Relu:0") == "model/conv1/Relu"
+    assert MMdnnRoute().pairing_name("fc1000_activation") == "fc1000"
+    assert pairing_names("mxnet", "mmdnn")("fc1000_activation_output") == ["fc1000_activation", "fc1000"]
+    assert "fc1000" in pairing_names("mxnet")("fc1000_activation")  # no route: every route writing mxnet models
+
+
+def test_a_route_naming_rule_pairs_only_where_it_is_given():
+    from xvalidate.naming import pairing_names
+
+    src = [L("stem", ["conv"]), L("head", ["dense"], inputs=["stem"])]
+    dst = [L("stem_activation", ["relu"]), L("x1", ["softmax"], inputs=["stem_activation"]),
+           L("head_fwd", ["dense"], inputs=["x1"])]
+    assert pairs(align(src, dst))["stem"] == (None, "none")  # relu is no conv: structure cannot pair it
+    got = pairs(align(src, dst, dst_names=pairing_names("mxnet", "mmdnn")))
+    assert got == {"stem": ("stem_activation", "normalized"), "head": ("head_fwd", "normalized")}
 
 
 def _inception(order, channels=(16, 16)):

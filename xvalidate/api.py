@@ -89,8 +89,8 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
 
     keep: a directory to copy the route's artifacts into. cache: reuse a conversion of the same
     model content, route and library versions (see xvalidate.cache). isolate: as in `compare`.
-    hops: when the conversion went through an intermediate model (via='onnx' between two other
-    frameworks), also compare source vs intermediate and intermediate vs destination
+    hops: when the conversion went through an intermediate model (a hub route composing an export
+    and an import), also compare source vs intermediate and intermediate vs destination
     (`report.hops`, `report.located`), each model run once per chunk."""
     from xvalidate.cache import convert_cached
     from xvalidate.registry import get_route
@@ -114,7 +114,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
         report = _compare_paths(src, src_path, dst, conversion.dst_source, inputs, {}, tol, hints=conversion.hints,
                                 batch=batch, seed=seed, preprocess=preprocess, memory_budget=memory_budget,
                                 progress=progress, names=(_describe(model), conversion.dst_source), isolate=isolate,
-                                through=through)
+                                through=through, via=via)
     report.via = via
     report.timings = {"convert": convert_seconds, **report.timings}
     report.meta["cache_hit"] = conversion.cache_hit
@@ -152,7 +152,8 @@ def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequ
 def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any, layer_map: Mapping[str, str],
                    tol: Tolerances, *, hints: Mapping | None = None, batch: int, seed: int, preprocess: str,
                    memory_budget: int | None, progress: Progress | None, names: tuple[str, str],
-                   isolate: bool = False, through: Any = None, saved: Mapping[str, Any] | None = None) -> Report:
+                   isolate: bool = False, through: Any = None, via: str | None = None,
+                   saved: Mapping[str, Any] | None = None) -> Report:
     """Compare src vs dst chunk by chunk; with `through` (a routes.base.Intermediate), also source vs
     intermediate and intermediate vs destination on the same captured tensors."""
     timings: dict[str, float] = {}
@@ -224,13 +225,13 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                 alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
                                   src_shapes={k: v.shape for k, v in src_out.items()},
                                   dst_shapes={k: v.shape for k, v in dst_out.items()},
-                                  dst_names=_pairing_name(dst))
+                                  dst_names=_pairing_name(dst, via))
                 differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
                                 parameters=_parameters(src_worker, src_path, dst_worker, dst_path))
                 if hub_worker is not None:
                     hop_differs = _hop_differs(through, (src, src_layers, src_worker, src_path, src_out),
                                                (through.adapter, hub_layers, hub_worker, through.source, hub_out),
-                                               (dst, dst_layers, dst_worker, dst_path, dst_out), tol)
+                                               (dst, dst_layers, dst_worker, dst_path, dst_out), tol, via)
             differ.add(src_out, dst_out)
             if hop_differs:
                 hop_differs[0][1].add(src_out, hub_out)
@@ -282,7 +283,8 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
     return report
 
 
-def _hop_differs(through, src_side: tuple, hub_side: tuple, dst_side: tuple, tol: Tolerances) -> list:
+def _hop_differs(through, src_side: tuple, hub_side: tuple, dst_side: tuple, tol: Tolerances,
+                 via: str | None) -> list:
     """[(hop name, Differ, Alignment)] for source vs intermediate ("export") and intermediate vs destination
     ("import"), paired on the first chunk's tensors with each half's hints. A side is (adapter, layers,
     worker, path, first chunk's outputs)."""
@@ -290,7 +292,7 @@ def _hop_differs(through, src_side: tuple, hub_side: tuple, dst_side: tuple, tol
     for name, (a, b), hints in (("export", (src_side, hub_side), through.src_hints),
                                 ("import", (hub_side, dst_side), through.dst_hints)):
         alignment = align(a[1], b[1], hints=hints, src_shapes={k: v.shape for k, v in a[4].items()},
-                          dst_shapes={k: v.shape for k, v in b[4].items()}, dst_names=get_adapter(b[0]).pairing_name)
+                          dst_shapes={k: v.shape for k, v in b[4].items()}, dst_names=_pairing_name(b[0], via))
         differ = Differ(a[1], b[1], alignment, tol.for_layer, parameters=_parameters(a[2], a[3], b[2], b[3]))
         out.append((name, differ, alignment))
     return out
@@ -454,10 +456,13 @@ def _registered_adapter(name: str) -> Any:
         return None
 
 
-def _pairing_name(name: str) -> Callable[[str], str]:
-    """Adapter `name`'s pairing_name (the name unchanged when the adapter is not installed here)."""
+def _pairing_name(name: str, via: str | None = None) -> Callable[[str], list[str]]:
+    """The names a tensor of adapter `name` pairs by (xvalidate.naming.pairing_names; the name unchanged
+    when the adapter is not installed here)."""
+    from xvalidate.naming import pairing_names
+
     adapter = _registered_adapter(name)
-    return adapter.pairing_name if adapter is not None else str
+    return pairing_names(name, via) if adapter is not None else (lambda tensor: [tensor])
 
 
 def checked_source(name: str, model: str | os.PathLike) -> str:

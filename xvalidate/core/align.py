@@ -4,16 +4,18 @@ Every source layer gets at most one destination tensor, found in this order:
 1. the user's `layer_map` (match "layer_map");
 2. a conversion route's hints, {dst tensor: (src layer, "name" | "fused")};
 3. the exact name (match "name");
-4. a normalized name (match "normalized"): Gluon's `prefix_conv0_fwd`, MMdnn's
-   `<layer>_activation`, tf2onnx's `model/<layer>/Op:0`;
+4. a normalized name (match "normalized"): the destination name as the adapters and routes spell it
+   for pairing (`dst_names`: Adapter.pairing_name, Route.pairing_name strip what a framework or a
+   converter adds), then lower-cased, carries the source layer's name: equal, a component of a scope
+   path (`model/<layer>/Op`), or after a prefix joined by "_" (`net0_<layer>`);
 5. structure (match "structural", or "fused" for a Conv whose BatchNorm the
    destination folded in): between the pairs found so far, both graphs are
    walked in topological order as sequences of op kinds and aligned by dynamic
    programming, with agreeing shapes as a bonus.
 
 Name matches are followed to a single consumer that applies the activation the
-source layer ends with (Keras `Conv2D(activation="relu")` is one layer, a Gluon
-conv and its relu are two). Nothing is dropped: source layers without a partner
+source layer ends with (a conv with a fused activation may be one layer on one side and
+two on the other). Nothing is dropped: source layers without a partner
 stay in the result with dst None, and destination tensors nobody claimed are
 returned as `unmatched_dst`.
 
@@ -76,12 +78,13 @@ class Alignment:
 def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, str] | None = None,
           hints: Mapping[str, tuple[str, str]] | None = None,
           src_shapes: Mapping[str, tuple] | None = None, dst_shapes: Mapping[str, tuple] | None = None,
-          dst_names: Callable[[str], str] | None = None) -> Alignment:
+          dst_names: Callable[[str], str | Sequence[str]] | None = None) -> Alignment:
     """Pair `src_layers` with `dst_layers` (LayerInfo lists in topological order).
 
     Shapes (with the batch dimension) default to the LayerInfo shapes; pass the
-    captured arrays' shapes when known. `dst_names`: the destination adapter's naming rule
-    (Adapter.pairing_name), applied before `normalize`."""
+    captured arrays' shapes when known. `dst_names`: the naming rules of the destination's adapter
+    and route (xvalidate.naming.pairing_names): a destination name -> the name, or the names in
+    order of preference, it pairs by; applied before `normalize`."""
     src_shapes = dict(src_shapes or {})
     dst_shapes = dict(dst_shapes or {})
     for info in src_layers:
@@ -146,39 +149,35 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
 
 
 # ---------------------------------------------------------------- names
-_SUFFIXES = re.compile(r"(:\d+)$|(_output\d*)$|(_?fwd)$")
-
-
 def normalize(name: str) -> str:
-    """A destination name reduced to what a source layer name would look like."""
-    base = name.lower()
-    for _ in range(3):
-        base = _SUFFIXES.sub("", base)
-    return base.strip("_/")
+    """A destination name, as its adapter and route spell it for pairing, reduced to what a source
+    layer name would look like: lower case, without leading or trailing "_" and "/"."""
+    return name.lower().strip("_/")
 
 
 def _normalized_index(dst_layers: Sequence, src_names: set[str],
-                      dst_names: Callable[[str], str] | None = None) -> dict[str, str]:
+                      dst_names: Callable[[str], str | Sequence[str]] | None = None) -> dict[str, str]:
     """{src layer name: the last dst tensor (topological order) whose normalized name carries it}."""
     lowered = {name.lower(): name for name in src_names}
     index: dict[str, str] = {}
     for info in dst_layers:
         if _skipped(info):
             continue
-        src = _carried_name(normalize(dst_names(info.name) if dst_names else info.name), lowered)
-        if src is not None:
-            index[src] = info.name
+        spelled = dst_names(info.name) if dst_names else info.name
+        for name in [spelled] if isinstance(spelled, str) else spelled:
+            src = _carried_name(normalize(name), lowered)
+            if src is not None:
+                index[src] = info.name
+                break
     return index
 
 
 def _carried_name(norm: str, lowered: Mapping[str, str]) -> str | None:
-    # tf2onnx: model/<layer>/Op ; MMdnn: <layer>_activation ; Gluon: prefix_<layer>
+    # a component of a scope path (scope/<layer>/Op), the name itself, or the name after a "_"-joined prefix
     parts = norm.split("/")
     for part in reversed(parts[:-1] if len(parts) > 1 else parts):
         if part in lowered:
             return lowered[part]
-    if norm.endswith("_activation") and norm[: -len("_activation")] in lowered:
-        return lowered[norm[: -len("_activation")]]
     best = None
     for low, original in lowered.items():
         if norm == low or (norm.endswith("_" + low) and (best is None or len(low) > len(best))):

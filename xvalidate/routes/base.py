@@ -98,6 +98,11 @@ class Route:
         """Convert the `src` model file `source` to `dst`, writing everything under `out_dir`."""
         raise NotImplementedError
 
+    def pairing_name(self, name: str) -> str:
+        """The name a tensor of a model this route wrote pairs by, after the destination adapter's own
+        `pairing_name`: strip what the converter adds to layer names. The default keeps the name."""
+        return name
+
     def needs_input_shape(self, src: str, dst: str) -> bool:
         """Whether converting `src` models to `dst` takes the route option `input_shape` (a model
         format that does not record its input shape)."""

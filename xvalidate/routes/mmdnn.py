@@ -4,6 +4,7 @@ mxnet, which must not meet TensorFlow in one process). MMdnn 0.3.1 needs shims t
 read TF2 Keras models: see xvalidate.routes.mmdnn_shims."""
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,17 @@ from xvalidate.routes.base import Conversion, Route
 from xvalidate.worker import get_worker
 
 STEPS = "xvalidate.routes.mmdnn_steps"
+_ACTIVATION = re.compile(r"_activation$", re.IGNORECASE)
 
 
 class MMdnnRoute(Route):
     name = "mmdnn"
     pairs = (("keras", "mxnet"),)
     packages = ("mmdnn", "tensorflow-cpu", "mxnet")
+
+    def pairing_name(self, name: str) -> str:
+        """MMdnn names a layer's activation `<layer>_activation`."""
+        return _ACTIVATION.sub("", name)
 
     def convert(self, source: str, src: str, dst: str, out_dir: Path, **options: Any) -> Conversion:
         self.check(src, dst)

@@ -3,11 +3,13 @@ and MXNet -> ONNX with mx.onnx.export_model. Each step runs in a worker of its f
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from xvalidate.errors import OptionError
+from xvalidate.naming import strip_suffixes
 from xvalidate.routes.base import Conversion, Intermediate, Route
 from xvalidate.worker import get_worker
 from xvalidate.input_hint import write_input_hint
@@ -17,6 +19,7 @@ NAMES = "xvalidate.routes.onnx_names"
 DEFAULT_OPSET = 11  # MXNet's ONNX importer reads opsets up to 13; 11 is what tf2onnx and it agree on best
 # Keras -> ONNX run by onnxruntime: attention layers become Einsum, which exists from opset 12
 ONNX_RUNTIME_OPSET = 13
+_PAIRING_SUFFIXES = re.compile(r"(:\d+|_output\d*|_?fwd)$", re.IGNORECASE)
 
 
 class OnnxRoute(Route):
@@ -34,6 +37,11 @@ class OnnxRoute(Route):
         if (src, dst) not in self.pairs and dst in IMPORTERS and exporter_for(src) is not None:
             return
         super().check(src, dst)
+
+    def pairing_name(self, name: str) -> str:
+        """tf2onnx keeps TensorFlow's tensor names (`model/conv1/Relu:0`), MXNet's exporter keeps Gluon's
+        (`resnetv10_conv0_fwd`), and MXNet's importer spells both as output names (`..._output`)."""
+        return strip_suffixes(name, _PAIRING_SUFFIXES)
 
     def needs_input_shape(self, src: str, dst: str) -> bool:
         return src == "mxnet"  # an MXNet symbol file records no input shape
