@@ -113,3 +113,45 @@ def test_keras_weights_into_a_torch_port_then_compare(flatten):
         assert result["passed"] and result["final"] < 1e-5
     else:
         assert not result["passed"] and result["root"][0] == "final_fully_connected"
+
+
+BN_DW_PORT = """
+import json
+import numpy as np
+import tensorflow as tf
+import xvalidate
+from xvalidate_torch.nets import ConvBnDwNet
+from xvalidate_torch.transfer import transfer_weights
+
+tf.keras.utils.set_random_seed(0)
+L = tf.keras.layers
+inputs = L.Input((16, 16, 3))
+x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+x = L.ReLU(name="relu1")(L.BatchNormalization(name="bn1")(x))
+x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw")(x)
+x = L.ReLU(name="relu2")(L.BatchNormalization(name="bn2")(x))
+keras_model = tf.keras.Model(inputs, L.Dense(5, name="fc")(L.Flatten(name="flatten")(x)))
+rng = np.random.default_rng(0)
+for layer in keras_model.layers:  # seeded weights, BatchNorm statistics away from 0 and 1
+    layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if "Normalization" in type(layer).__name__ and i in (0, 3)
+                       else rng.normal(0, 0.3, w.shape) for i, w in enumerate(layer.get_weights())])
+port = ConvBnDwNet().eval()
+pairs = transfer_weights(keras_model, port)
+x = rng.random((2, 16, 16, 3), dtype=np.float32)
+report = xvalidate.compare(keras_model, port, src="keras", dst="torch", inputs=x)
+print(json.dumps({"pairs": pairs, "passed": report.passed, "summary": report.summary(),
+                  "rows": [[r.src, r.dst, r.passed] for r in report.layers], "unmatched": report.unmatched["src"],
+                  "reasons": report.unmatched_reasons, "final": report.layers[-1].metrics["max_abs"]}))
+"""
+
+
+def test_batchnorm_and_depthwise_weights_into_a_torch_port_then_compare():
+    """transfer_weights keras -> torch with BatchNormalization (statistics) and DepthwiseConv2D (depth
+    multiplier 2): the port passes, every Keras layer paired with its torch module."""
+    out = subprocess.run([sys.executable, "-c", BN_DW_PORT], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["pairs"] == [["conv", "conv"], ["bn1", "bn1"], ["dw", "dw"], ["bn2", "bn2"], ["fc", "fc"]]
+    assert result["passed"] and result["final"] < 1e-4, result["summary"]
+    assert not result["unmatched"], result["reasons"]
+    assert [r[0] for r in result["rows"]] == ["conv", "bn1", "relu1", "dw", "bn2", "relu2", "flatten", "fc"]

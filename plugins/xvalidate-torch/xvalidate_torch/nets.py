@@ -69,6 +69,28 @@ class Seed2CNN(nn.Module):
         return F.softmax(self.fc(self.flatten(x)), dim=1)
 
 
+class ConvBnDwNet(nn.Module):
+    """A port of a small Keras model (input 16x16x3): Conv2D 8 'same', BatchNormalization, relu,
+    DepthwiseConv2D 3x3 'same' with depth multiplier 2, BatchNormalization, relu, Flatten, Dense 5.
+    BatchNorm eps is Keras's default, 1e-3."""
+
+    input_shape = (3, 16, 16)
+
+    def __init__(self, classes: int = 5):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8, eps=1e-3)
+        self.dw = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+        self.bn2 = nn.BatchNorm2d(16, eps=1e-3)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(16 * 16 * 16, classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv(x)))
+        x = F.relu(self.bn2(self.dw(x)))
+        return self.fc(self.flatten(x))
+
+
 def seeded(net: nn.Module, seed: int = 0) -> nn.Module:
     """`net` with seeded weights and randomized BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
