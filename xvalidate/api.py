@@ -19,6 +19,7 @@ from xvalidate.core.diff import Differ
 from xvalidate.core.hops import locate
 from xvalidate.core.report import Report
 from xvalidate.core.tolerances import Tolerances
+from xvalidate.defaults import DEFAULT_DST, DEFAULT_ROUTES, DEFAULT_SRC, DEFAULT_VIA
 from xvalidate.errors import InputFileError, InputShapeError, OptionError
 from xvalidate.inputs import load_input_batch, pair_inputs
 from xvalidate.option_checks import check_layer_map_shapes, check_tolerance_names
@@ -43,7 +44,7 @@ def run(name: str, source: Any, x: np.ndarray | Mapping[str, np.ndarray],
         return get_worker(name).run(path, x, layers)
 
 
-def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxnet", inputs: Any = None,
+def compare(src_model: Any, dst_model: Any, src: str = DEFAULT_SRC, dst: str = DEFAULT_DST, inputs: Any = None,
             layer_map: Mapping[str, str] | str | None = None, atol: float | None = None, rtol: float | None = None,
             tolerances: Mapping[str, Any] | None = None, *, batch: int = 1, seed: int = 0, preprocess: str = "unit",
             memory_budget: int | None = None, progress: Progress | None = None, trust_model: bool = False,
@@ -79,7 +80,7 @@ def compare(src_model: Any, dst_model: Any, src: str = "keras", dst: str = "mxne
     return report
 
 
-def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmdnn", inputs: Any = None,
+def validate(model: Any, src: str = DEFAULT_SRC, dst: str = DEFAULT_DST, via: str = DEFAULT_VIA, inputs: Any = None,
              atol: float | None = None, rtol: float | None = None, tolerances: Mapping[str, Any] | None = None,
              keep: str | None = None, *, cache: bool = True, batch: int = 1, seed: int = 0,
              preprocess: str = "unit", memory_budget: int | None = None, route_options: Mapping | None = None,
@@ -126,7 +127,7 @@ def validate(model: Any, src: str = "keras", dst: str = "mxnet", via: str = "mmd
     return report
 
 
-def compare_routes(model: Any, src: str = "keras", dst: str = "mxnet", via: Sequence[str] = ("mmdnn", "onnx"),
+def compare_routes(model: Any, src: str = DEFAULT_SRC, dst: str = DEFAULT_DST, via: Sequence[str] = DEFAULT_ROUTES,
                    inputs: Any = None, atol: float | None = None, rtol: float | None = None,
                    tolerances: Mapping[str, Any] | None = None, *, cache: bool = True, batch: int = 1,
                    seed: int = 0, progress: Progress | None = None, trust_model: bool = False, **options: Any):
@@ -312,7 +313,7 @@ def _hop_report(name: str, a: tuple, b: tuple, models: Sequence[str], rows: list
 
 def _trust(trust_model: bool, *adapters: str) -> None:
     """Tell the workers of `adapters` whether they may load model files that run code they carry
-    (a Keras Lambda layer): off unless the caller trusts the files (docs/security.md)."""
+    (a layer that runs stored code): off unless the caller trusts the files (docs/security.md)."""
     for name in dict.fromkeys(adapters):
         get_worker(name).set_trust_model(bool(trust_model))
 

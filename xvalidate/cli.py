@@ -17,7 +17,16 @@ import click
 
 from xvalidate.console import EXIT_DIVERGE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PASS  # noqa: F401 (re-exported)
 from xvalidate.console import Progress as _Progress, stderr_console as _stderr_console, stdout_console
+from xvalidate.defaults import DEFAULT_DST, DEFAULT_ROUTES, DEFAULT_SRC, DEFAULT_VIA
 from xvalidate.errors import OptionError, XValidateError
+
+
+@functools.lru_cache(maxsize=None)
+def _names(kind: str) -> str:
+    """The registered adapters or routes (built-ins and plugins' entry points), for help texts."""
+    from xvalidate.registry import adapter_names, route_names
+
+    return ", ".join(adapter_names() if kind == "adapters" else route_names())
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -153,8 +162,10 @@ def main(debug: bool) -> None:
 @main.command()
 @click.argument("src_model", type=click.Path())
 @click.argument("dst_model", type=click.Path())
-@click.option("--src", default="keras", show_default=True, help="Adapter of SRC_MODEL (a saved .xvr names its own).")
-@click.option("--dst", default="mxnet", show_default=True, help="Adapter of DST_MODEL (a saved .xvr names its own).")
+@click.option("--src", default=DEFAULT_SRC, show_default=True,
+              help=f"Adapter of SRC_MODEL: {_names('adapters')} (a saved .xvr names its own).")
+@click.option("--dst", default=DEFAULT_DST, show_default=True,
+              help=f"Adapter of DST_MODEL: {_names('adapters')} (a saved .xvr names its own).")
 @click.option("--layer-map", type=click.Path(), help="JSON file {source layer: destination layer}.")
 @_common
 @_safety
@@ -199,9 +210,9 @@ def _check_saved_sides(src_model: str, dst_model: str, src: str, dst: str) -> No
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--src", default="keras", show_default=True, help="Adapter of MODEL.")
-@click.option("--dst", default="mxnet", show_default=True, help="Framework to convert to.")
-@click.option("--via", default="mmdnn", show_default=True, help="Conversion route: mmdnn or onnx.")
+@click.option("--src", default=DEFAULT_SRC, show_default=True, help=f"Adapter of MODEL: {_names('adapters')}.")
+@click.option("--dst", default=DEFAULT_DST, show_default=True, help=f"Adapter to convert to: {_names('adapters')}.")
+@click.option("--via", default=DEFAULT_VIA, show_default=True, help=f"Conversion route: {_names('routes')}.")
 @click.option("--keep", type=click.Path(), help="Copy the conversion's files (IR, code, weights) here.")
 @click.option("--no-cache", is_flag=True, help="Convert again even if a cached conversion exists.")
 @_route_flags
@@ -225,9 +236,10 @@ def validate(model, src, dst, via, keep, no_cache, route_option, inputs, batch, 
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--src", default="keras", show_default=True)
-@click.option("--dst", default="mxnet", show_default=True)
-@click.option("--via", "routes", default="mmdnn,onnx", show_default=True, help="Comma-separated routes to compare.")
+@click.option("--src", default=DEFAULT_SRC, show_default=True, help=f"Adapter of MODEL: {_names('adapters')}.")
+@click.option("--dst", default=DEFAULT_DST, show_default=True, help=f"Adapter to convert to: {_names('adapters')}.")
+@click.option("--via", "routes", default=",".join(DEFAULT_ROUTES), show_default=True,
+              help=f"Comma-separated routes to compare, of: {_names('routes')}.")
 @click.option("--no-cache", is_flag=True, help="Convert again even if cached conversions exist.")
 @click.option("--input", "inputs", type=click.Path(), help="Input .npy array, .npz of named inputs, or images, in the source's layout.")
 @click.option("--batch", type=int, default=1, show_default=True)
@@ -305,7 +317,7 @@ def sweep(models, src, dst, routes, executor, workers, address, out, inputs, see
 @main.command()
 @click.option("--model", default="ResNet50", show_default=True,
               help="A keras.applications model (random weights) or seed2_cnn / resnet_block.")
-@click.option("--via", default="mmdnn", show_default=True, help="Conversion route.")
+@click.option("--via", default=DEFAULT_VIA, show_default=True, help=f"Conversion route: {_names('routes')}.")
 @click.option("--out", default="xvalidate-demo", show_default=True, type=click.Path(), help="Directory for the model and reports.")
 @click.option("--all", "all_rows", is_flag=True, help="Show every layer.")
 @_guard
@@ -318,7 +330,7 @@ def demo(model, via, out, all_rows):
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
+@click.option("--adapter", "name", required=True, help=f"Adapter of MODEL: {_names('adapters')}.")
 @click.option("--input", "inputs", type=click.Path(), help="Input .npy array, .npz of named inputs, or images (random when absent).")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -374,7 +386,7 @@ def _capture_saved(model, name, inputs, batch, seed, layers, out, save, memory_b
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.option("--adapter", "name", required=True, help="Adapter of MODEL: keras, mxnet, onnx...")
+@click.option("--adapter", "name", required=True, help=f"Adapter of MODEL: {_names('adapters')}.")
 @_safety
 @_guard
 def layers(model, name, trust_model):
