@@ -223,14 +223,28 @@ def test_grouped_convolutions_convert(work):
     assert keras(f"{HERE}:grouped_op_swapped_and_restored", h5) == {"inside": [True, True], "after": [False, False]}
 
 
-def test_a_reshape_to_a_computed_shape_is_refused_by_name(work):
+def test_a_reshape_to_a_computed_shape_is_folded_and_erf_imported(work):
     """A Dense on a 4-D tensor (ConvNeXt's pointwise convolutions) is a Tensordot whose Reshape target shape
-    tf2onnx computes at run time; MXNet's importer cannot take it: the node is named, onnxruntime suggested."""
+    tf2onnx computes at run time, and an exact GELU is an Erf: MXNet's stock importer takes neither;
+    onnx_to_mxnet folds the shapes (batch entry -1) and imports Erf, and the result runs at any batch."""
     h5 = keras(f"{HERE}:save_dense_on_4d", str(work / "dense4d.h5"))
     onnx_path = keras(f"{STEPS}:keras_to_onnx", h5, str(work / "dense4d.onnx"), 11)["onnx"]
-    with pytest.raises(UnsupportedLayerError, match=r"node '.*pointwise.*' \(Reshape\) computes its target shape "
-                                                    r"at run time.*validate with dst='onnx'"):
-        mxnet(f"{STEPS}:onnx_to_mxnet", onnx_path, str(work / "dense4d_mx"))
+    assert onnx(f"{HERE}:runtime_reshapes", onnx_path) >= 1
+    assert mxnet(f"{HERE}:stock_import", onnx_path, True).startswith("failed")
+    built = mxnet(f"{STEPS}:onnx_to_mxnet", onnx_path, str(work / "dense4d_mx"))
+    for batch_size in (1, 3):
+        x_path = str(work / f"dense4d_{batch_size}_x.npy")
+        np.save(x_path, batch((6, 6, 3))[:1].repeat(batch_size, axis=0))
+        expected = np.load(keras(f"{HERE}:keras_outputs", h5, x_path, str(work / "dense4d_k.npz")))[KERAS_FINAL]
+        got = np.load(mxnet(f"{HERE}:mxnet_outputs", built["symbol"], built["params"], x_path,
+                            str(work / "dense4d_m.npz"), []))[MXNET_FINAL]
+        assert expected.shape == (batch_size, 6, 6, 4) and close(expected, got)
+
+
+def test_a_shape_with_two_batch_entries_stays_and_is_refused_by_name():
+    """A target shape two of whose entries follow the batch cannot be one constant: the Reshape keeps its
+    computed shape and the importer's refusal names the node."""
+    assert onnx(f"{HERE}:fold_two_batch_entries") == {"folded": [], "reshape_shape": "both"}
 
 
 def test_import_ops_refuse_what_mxnet_cannot_pad():
@@ -620,7 +634,33 @@ def grouped_op_swapped_and_restored(h5):
 def save_dense_on_4d(path):
     from tensorflow import keras as k
 
+    k.utils.set_random_seed(0)
     x = k.Input((6, 6, 3))
     y = k.layers.Dense(4, name="pointwise")(x)
+    y = k.layers.Activation(k.activations.gelu, name="gelu")(y)  # exact GELU: an Erf
     k.Model(x, y).save(path)
     return path
+
+
+def runtime_reshapes(onnx_path):
+    import onnx as o
+
+    model = o.load(onnx_path)
+    constants = {i.name for i in model.graph.initializer}
+    return sum(n.op_type == "Reshape" and n.input[1] not in constants for n in model.graph.node)
+
+
+def fold_two_batch_entries():
+    import onnx as o
+    from onnx import TensorProto, helper
+
+    from xvalidate.routes.onnx_shapes import fold_reshape_shapes
+
+    nodes = [helper.make_node("Shape", ["x"], ["both"]),  # x is N x N: both entries follow the batch
+             helper.make_node("Reshape", ["x", "both"], ["y"], name="target")]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "N"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    folded = fold_reshape_shapes(model)
+    return {"folded": folded, "reshape_shape": model.graph.node[-1].input[1]}

@@ -9,6 +9,8 @@ writes for keras.applications (used by onnx_steps while importing; run in the MX
          ignores `steps`, and passes an end of INT32_MAX/INT64_MAX ("to the end") on as 2**31 or NaN
          (NASNet's Cropping2D: "end expect int or None but value='nan'") -> such ends are open,
          steps are used.
+  Erf    missing from the importer (ConvNeXt's exact GELU: "Operator Erf not implemented") ->
+         MXNet's own `erf`.
 Each takes (attrs, inputs, importer) and returns (symbol, attrs, inputs) like the importer's own.
 """
 from __future__ import annotations
@@ -74,4 +76,11 @@ def slice_(attrs, inputs, importer):
     return symbol.slice(out, begin=tuple(starts), end=tuple(stops), step=tuple(strides)), {}, inputs
 
 
-TRANSLATIONS = {"Pad": pad, "Slice": slice_}
+def erf(attrs, inputs, importer):
+    """ONNX Erf, element-wise."""
+    from mxnet import symbol
+
+    return symbol.erf(inputs[0]), {}, inputs
+
+
+TRANSLATIONS = {"Pad": pad, "Slice": slice_, "Erf": erf}

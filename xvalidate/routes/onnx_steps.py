@@ -18,6 +18,7 @@ from pathlib import Path
 from xvalidate.errors import ConversionError, InputFileError, UnsupportedLayerError
 from xvalidate.registry import get_adapter
 from xvalidate.routes.onnx_names import TENSOR_MAP_FILE, layer_in_name
+from xvalidate.routes.onnx_shapes import fold_reshape_shapes
 
 # MXNet 1.9.1's importer reads the operator definitions up to this opset once
 # `_importable_copy` has fixed the graph (onnx's version converter cannot take
@@ -128,7 +129,8 @@ def onnx_to_mxnet(onnx_path: str, out_dir: str) -> dict:
     `model-0000.params` (arg:/aux: keys), plus `<out_dir>/tensor_map.json` ({ONNX tensor: MXNet output}).
 
     The graph is fixed on an in-memory copy first (the file is never changed): every initializer
-    also listed as a graph input, opset-13 operands that the importer wants as attributes moved
+    also listed as a graph input, Reshape targets computed at run time folded to constants
+    (xvalidate.routes.onnx_shapes), opset-13 operands that the importer wants as attributes moved
     there. Opsets above 13 are refused. A padded AveragePool is imported so that it averages over
     the real values only, as ONNX defines it (count_include_pad=0); Pad and Slice as ONNX defines
     them (see xvalidate.routes.onnx_import_ops).
@@ -182,6 +184,7 @@ def _importable_copy(model, onnx_path: str):
                               f"model with opset {MXNET_IMPORT_MAX_OPSET} or lower (tf2onnx: --opset 13)")
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
+    fold_reshape_shapes(fixed)
     _list_initializers_as_inputs(fixed.graph)
     _operands_to_attributes(fixed.graph, onnx_path)
     return fixed
@@ -236,18 +239,20 @@ def _operands_to_attributes(graph, onnx_path: str) -> None:
 def _translations_fixed():
     """While importing, translate AveragePool with `_average_pool` (the importer's own one pads with
     zeros and averages over them too, ignoring count_include_pad=0: Keras' padding="same" average
-    pooling, as in InceptionV3, comes out wrong at the borders), and Pad and Slice with
-    xvalidate.routes.onnx_import_ops."""
+    pooling, as in InceptionV3, comes out wrong at the borders), and Pad, Slice and Erf (which it
+    lacks) with xvalidate.routes.onnx_import_ops."""
     from mxnet.contrib.onnx.onnx2mx._import_helper import _convert_map
 
     from xvalidate.routes.onnx_import_ops import TRANSLATIONS
 
     fixed = {"AveragePool": _average_pool, **TRANSLATIONS}
-    original = {op: _convert_map[op] for op in fixed}
+    original = {op: _convert_map[op] for op in fixed if op in _convert_map}
     _convert_map.update(fixed)
     try:
         yield
     finally:
+        for op in fixed:
+            _convert_map.pop(op)
         _convert_map.update(original)
 
 
