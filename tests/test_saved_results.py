@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from xvalidate.cli import main
+from xvalidate.errors import XValidateError
 from xvalidate.saved import FORMAT, VERSION, SavedResult
 from xvalidate.saved.writer import ResultWriter
 
@@ -70,6 +71,22 @@ def test_rows_are_read_across_chunk_boundaries(saved):
         assert whole.shape == (5, 6)
         for start, stop in ((0, 1), (1, 3), (1, 5), (3, 4), (4, 5)):
             np.testing.assert_array_equal(result.rows("dense0", start, stop), whole[start:stop])
+        assert list(result.read(1, 3, ["dense1"])) == ["dense1"]
+        with pytest.raises(XValidateError, match="no saved tensor 'nope'"):
+            result.read(0, 1, ["nope"])
+
+
+def test_a_saved_side_replays_only_its_own_input_in_order(saved):
+    with SavedResult(saved) as result:
+        x = result.inputs()["x"]
+        np.testing.assert_array_equal(result.run(None, x[:2])["relu0"], result.rows("relu0", 0, 2))
+        assert result.run(None, x[2:])["dense1"].shape == (3, 3)  # samples 2..4; the next call starts at 0 again
+        with pytest.raises(XValidateError, match="samples other than those saved with it"):
+            result.run(None, x[1:3])
+        with pytest.raises(XValidateError, match="samples other than those saved with it"):
+            result.run(None, x[:2] + 1)
+        with pytest.raises(XValidateError, match="cannot run layers on other values"):
+            result.run(None, x[:2], feeds={"relu0": x[:2]})
 
 
 def test_saved_against_the_live_model_passes_without_src(saved, toy_plugin):

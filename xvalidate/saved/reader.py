@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from xvalidate.errors import InputFileError, InputShapeError, OptionError
+from xvalidate.errors import InputFileError, InputShapeError, OptionError, UnknownLayerError
 from xvalidate.saved.format import FORMAT, MANIFEST, VERSION
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
@@ -93,6 +93,9 @@ class SavedResult:
     def read(self, start: int, stop: int, layers: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """{tensor: its rows for samples [start, stop)} of every captured tensor (or of `layers`)."""
         names = self.manifest["tensors"] if layers is None else layers
+        unknown = [name for name in names if name not in self.manifest["tensors"]]
+        if unknown:
+            raise UnknownLayerError(f"{self.path}: no saved tensor {unknown[0]!r}")
         return {name: self.rows(name, start, stop) for name in names}
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
