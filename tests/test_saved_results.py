@@ -93,6 +93,7 @@ def test_saved_against_the_live_model_passes_without_src(saved, toy_plugin):
     result = invoke("compare", saved, toy_plugin, "--dst", "toy", "--json", saved.parent / "r.json")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("PASS: toy -> toy")
+    assert f"src saved: {saved} (toy, 5 samples, captured " in result.output
     report = json.loads((saved.parent / "r.json").read_text())
     assert report["meta"]["saved"]["src"]["adapter"] == "toy"
     assert report["inputs"]["source"] == f"saved in {saved}"

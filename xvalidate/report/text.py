@@ -37,6 +37,18 @@ def _route(report: Report) -> str:
     return f"{report.src} -> {report.dst}" + (f" via {report.via}" if report.via else "")
 
 
+def _saved_lines(report: Report) -> list[str]:
+    """Where each saved side (.xvr) was captured: host, time, Python and its versions."""
+    lines = []
+    for side, saved in (report.meta.get("saved") or {}).items():
+        env = saved.get("environment") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in (saved.get("versions") or {}).items())
+        lines.append(f"{side} saved: {saved.get('path')} ({saved.get('adapter')}, {saved.get('samples')} samples, "
+                     f"captured {saved.get('created')} on {env.get('hostname')}, {env.get('machine')}, "
+                     f"python {env.get('python')}; {versions})")
+    return lines
+
+
 def summary_text(report: Report) -> str:
     """A few plain lines: verdict, layers paired, first divergence and its cause, worst layer."""
     lines = [f"{'PASS' if report.passed else 'FAIL'}: {_route(report)} ({report.src_model} vs {report.dst_model})"]
@@ -44,6 +56,7 @@ def summary_text(report: Report) -> str:
     failed = sum(not r.passed for r in report.layers)
     lines.append(f"layers paired: {len(report.layers)} of {total} source layers; {failed} outside tolerance; "
                  f"unmatched: {len(report.unmatched.get('src', []))} source, {len(report.unmatched.get('dst', []))} destination")
+    lines += _saved_lines(report)
     first = report.first_divergence
     if not report.layers:
         lines.append("no layer could be paired: give a layer_map (--layer-map) to say which tensors correspond")
