@@ -94,7 +94,8 @@ class _Capture:
 
         x = xs[0] if len(xs) == 1 else list(xs)
         if self.function is None and self.eager_seconds >= self.trace_seconds:
-            specs = [tf.TensorSpec(t.shape, t.dtype) for t in self.model.inputs]
+            # batch None: one trace serves chunks of every size (the last chunk is often smaller)
+            specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in self.model.inputs]
             self.function = tf.function(lambda *t: self.model(t[0] if len(t) == 1 else list(t), training=False),
                                         input_signature=specs)
         if self.function is not None:

@@ -77,6 +77,38 @@ def capture_twice_traced(path: str, x: np.ndarray) -> dict:
             "max_diff": max(float(np.abs(first[k] - last[k]).max()) for k in first)}
 
 
+def save_two_inputs(path: str) -> str:
+    """A model with two inputs: an image through a convolution, a vector through a Dense, joined."""
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    keras.utils.set_random_seed(5)
+    img, vec = keras.Input((6, 6, 2), name="img"), keras.Input((3,), name="vec")
+    h = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(4, 3, activation="relu", name="conv")(img))
+    out = layers.Concatenate(name="join")([h, layers.Dense(4, name="fc")(vec)])
+    keras.Model([img, vec], out).save(path)
+    return path
+
+
+def traced_over_chunk_sizes(path: str, shapes: list[list[tuple]]) -> dict:
+    """Capture inputs of several batch sizes eagerly, then through the graph function (the adapter
+    switched to it at once): the number of traces, and the largest difference from the eager capture."""
+    from xvalidate_adapters.keras import KerasAdapter
+
+    adapter = KerasAdapter()
+    model = adapter.load(path)
+    names = [info.name for info in adapter.inputs_info(model)]
+    rng = np.random.default_rng(6)
+    xs = [{n: rng.standard_normal(s).astype(np.float32) for n, s in zip(names, chunk)} for chunk in shapes]
+    eager = [adapter.run(model, x) for x in xs]
+    (capture,) = adapter._captures.values()
+    capture.eager_seconds = capture.trace_seconds  # as if the eager calls had cost what tracing does
+    traced = [adapter.run(model, x) for x in xs + xs]
+    return {"traces": capture.function.experimental_get_tracing_count(),
+            "same_names": all(list(t) == list(eager[0]) for t in traced),
+            "max_diff": max(float(np.abs(e[k] - t[k]).max()) for e, t in zip(eager + eager, traced) for k in e)}
+
+
 def run_in_memory(x: np.ndarray) -> float:
     """xvalidate.run on an in-memory keras.Model: saved by the adapter, then run in a worker."""
     from xvalidate.models.keras_zoo import seed2_cnn
@@ -95,6 +127,7 @@ def models(tmp_path_factory):
             "block": keras.call("xvalidate.models.keras_zoo:save", "resnet_block", str(d / "block.h5")),
             "nested": keras.call("test_adapter_keras:save_nested", str(d / "nested.h5")),
             "acts": keras.call("test_adapter_keras:save_activations", str(d / "acts.keras")),
+            "two_inputs": keras.call("test_adapter_keras:save_two_inputs", str(d / "two_inputs.h5")),
             "dir": d}
 
 
@@ -162,6 +195,15 @@ def test_traced_capture_equals_eager_capture(models):
     x = np.random.default_rng(3).standard_normal((2, 32, 32, 3)).astype(np.float32)
     result = get_worker("keras").call("test_adapter_keras:capture_twice_traced", models["block"], x)
     assert result["traced"] and result["same_names"]
+    assert result["max_diff"] <= 1e-6
+
+
+@pytest.mark.parametrize("name, shapes", [
+    ("nested", [[(3, 5, 4)], [(1, 5, 4)], [(2, 5, 4)]]),  # layers called twice, a nested model called twice
+    ("two_inputs", [[(4, 6, 6, 2), (4, 3)], [(1, 6, 6, 2), (1, 3)]])])
+def test_traced_capture_is_traced_once_for_every_chunk_size(models, name, shapes):
+    result = get_worker("keras").call("test_adapter_keras:traced_over_chunk_sizes", models[name], shapes)
+    assert result["traces"] == 1 and result["same_names"]
     assert result["max_diff"] <= 1e-6
 
 
