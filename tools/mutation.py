@@ -28,9 +28,9 @@ from pathlib import Path
 MODULES = ["xvalidate/core/*", "xvalidate/cache.py", "xvalidate/worker.py", "xvalidate/report/*", "xvalidate/cli.py"]
 # tests that load no framework (numpy, the toy adapter and toy routes only): seconds, not minutes
 FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
-              "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py", "test_report_*.py", "test_cli.py",
-              "test_cli_exit_codes.py", "test_cache*.py", "test_reliability_cache.py", "test_reliability_files.py",
-              "test_worker.py", "test_mutation_*.py"]
+              "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
+              "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
+              "test_reliability_cache.py", "test_reliability_files.py", "test_worker.py"]
 # fast-test files holding one test that runs a framework model: left out (seconds per mutant)
 DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass"]
 DETECTED = ("killed", "timeout", "segfault")
