@@ -102,12 +102,18 @@ class Adapter:
     layout:      the data layout the framework's image models use ("NHWC"/"NCHW").
     extensions:  file suffixes `load` accepts, e.g. (".h5", ".keras").
     packages:    the distributions whose versions a report records, e.g. ("mxnet",).
+    environment: None (the worker runs in this Python), or an xvalidate.environments.Environment:
+                 a venv of its own, created on first use (docs/environments.md).
+    worker_variables: environment variables of the adapter's worker; "{private}" in a value
+                 becomes a directory of that worker's own.
     """
 
     name: str = ""
     layout: str = "none"
     extensions: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()  # distributions whose versions the reports record
+    environment: Any = None
+    worker_variables: dict[str, str] = {}
 
     def pairing_name(self, name: str) -> str:
         """The name tensor `name` pairs by, before the aligner's own normalization: strip what this

@@ -113,6 +113,9 @@ class KerasAdapter(Adapter):
     layout = "NHWC"
     extensions = (".h5", ".hdf5", ".keras")
     trust_model = False  # True: load files whose Lambda layers run code (see keras_safety)
+    # a keras.json of its own: ~/.keras/keras.json may be set up for another Keras (keras-mxnet's backend
+    # and channels_first), which would change how tf.keras builds models
+    worker_variables = {"KERAS_HOME": "{private}/keras"}
 
     def __init__(self) -> None:
         self._graphs: dict[int, _Graph] = {}
@@ -196,6 +199,17 @@ class KerasAdapter(Adapter):
                 return None
             entry = entries.get(entry.inputs[0])
         return None
+
+    def inlined(self, model: Any) -> Any:
+        """`model` with the layers of its nested models called one by one (the same layer objects, so
+        the same weights): one flat functional model for converters that read a single graph. The
+        model itself when nothing is nested."""
+        from tensorflow import keras
+
+        if not any(_is_graph_model(layer) for layer in model.layers):
+            return model
+        graph = self._graph(model)
+        return keras.Model(graph.inputs, graph.outputs, name=model.name)
 
     def input_info(self, model: Any) -> InputInfo:
         return self.inputs_info(model)[0]

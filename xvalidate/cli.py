@@ -422,5 +422,38 @@ def list_adapters() -> None:
         click.echo(f"  {src} -> {dst} via {via}")
 
 
+@main.group(name="env")
+def env_group() -> None:
+    """Worker environments: venvs of their own for routes whose packages clash with this one's."""
+
+
+@env_group.command(name="create")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete the environment and create it again.")
+@_guard
+def env_create(name, force):
+    """Create worker environment NAME (e.g. keras-mxnet) now; otherwise it is created on first use."""
+    from xvalidate import environments
+
+    env = environments.environment_named(name)
+    if environments.is_ready(env) and not force:
+        click.echo(f"{name}: ready in {env.path} (--force creates it again)")
+        return
+    with _stderr_console().status(f"creating worker environment {name} (pip install {len(env.requirements)} "
+                                  f"pinned packages)"):
+        python = environments.create(env, force=force, report=lambda line: None)
+    click.echo(f"{name}: created in {env.path} ({environments.creation_seconds(env):.0f} s); Python {python}")
+
+
+@env_group.command(name="list")
+def env_list() -> None:
+    """List the worker environments routes and adapters declare, and whether each is created."""
+    from xvalidate import environments
+
+    for name, env in sorted(environments.declared_environments().items()):
+        state = "ready" if environments.is_ready(env) else "not created"
+        click.echo(f"{name}: {state}, {env.path} ({', '.join(env.requirements)})")
+
+
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ BUILTIN_ADAPTERS = {
 BUILTIN_ROUTES = {
     "mmdnn": "xvalidate.routes.mmdnn:MMdnnRoute",
     "onnx": "xvalidate.routes.onnx:OnnxRoute",
+    "keras-mxnet": "xvalidate.routes.keras_mxnet:KerasMXNetRoute",
 }
 ENV_VAR = "XVALIDATE_REGISTERED"
 _registered: dict[str, dict[str, Any]] = {"adapters": {}, "routes": {}}

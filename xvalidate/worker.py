@@ -23,6 +23,7 @@ import importlib
 import mmap
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,20 +151,25 @@ class _Buffer:
 class Worker:
     """A process running one adapter. Use `get_worker(name)` rather than creating these."""
 
-    def __init__(self, adapter: str, timeout: float | None = None):
+    def __init__(self, adapter: str, timeout: float | None = None, environment: Any = None,
+                 variables: Mapping[str, str] | None = None):
+        """`environment`: an xvalidate.environments.Environment to run in (its venv's Python, created
+        on first use) instead of this Python; `variables`: environment variables of the worker, where
+        "{private}" becomes a directory of its own (removed with it)."""
         self.adapter = adapter
+        self.environment = environment
         self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.phase = "starting"
+        self._answered = False  # nothing heard yet: a death now means the worker could not start
         self.stopped = False  # killed on purpose (Ctrl-C): waiting requests give up at once
         self._lock = threading.Lock()
+        python, env = self._python_and_env(variables)
         parent_sock, child_sock = socket.socketpair()
         log_fd, log_path = tempfile.mkstemp(prefix=f"xvalidate-{os.getpid()}-{adapter}-", suffix=".log")
         os.unlink(log_path)  # the worker writes into it, we read its tail: nobody needs the name
         self._log_fd = log_fd
-        env = dict(os.environ, **_WORKER_ENV)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter, str(os.getpid()),
+            [python, "-m", "xvalidate.worker", str(child_sock.fileno()), adapter, str(os.getpid()),
              "main" if threading.current_thread() is threading.main_thread() else "thread"],
             pass_fds=(child_sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, env=env,
         )
@@ -277,6 +283,32 @@ class Worker:
         if self._log_fd >= 0:
             os.close(self._log_fd)
             self._log_fd = -1
+        if self._private:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
+
+    def _python_and_env(self, variables: Mapping[str, str] | None) -> tuple[str, dict]:
+        """The worker's Python and environment variables: this Python and its sys.path, or the
+        declared environment's Python with only the modules shipped into it on its path."""
+        env = dict(os.environ, **_WORKER_ENV)
+        wanted = dict(variables or {})
+        if self.environment is None:
+            python = sys.executable
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        else:
+            from xvalidate import environments
+
+            python = str(environments.ensure(self.environment))
+            for name in ("PYTHONHOME", "VIRTUAL_ENV"):
+                env.pop(name, None)
+            env["PYTHONPATH"] = str(environments.ship(self.environment))
+            env["PYTHONNOUSERSITE"] = "1"
+            wanted.update(self.environment.variables)
+        self._private = None
+        if any("{private}" in value for value in wanted.values()):  # pid in the name: see shm.py
+            self._private = tempfile.mkdtemp(prefix=f"xvalidate-{os.getpid()}-{self.adapter}-home-")
+        env.update((name, value.replace("{private}", self._private or "")) for name, value in wanted.items())
+        return python, env
 
     # -- plumbing
     def _request(self, op: str, *args: Any, fds: Sequence[int] = (), **kwargs: Any) -> Any:
@@ -315,12 +347,21 @@ class Worker:
                 fds = _recv_fds(self._conn, nfds) if nfds else []
             except (EOFError, OSError):
                 raise self._death() from None
+            self._answered = True
             if status == "phase":
                 self.phase = payload
                 continue
             if status == "ok":
                 return (payload, fds) if fds else payload
+            if self.environment is not None and payload["type"] in ("ImportError", "ModuleNotFoundError"):
+                raise self._broken(payload["message"])
             raise _rebuild_error(self.adapter, payload)
+
+    def _broken(self, why: str) -> errors.WorkerError:
+        from xvalidate.environments import rebuild_hint
+
+        return errors.WorkerError(f"worker environment {self.environment.name} at {self.environment.path} is broken "
+                                  f"({why}); rebuild it with `{rebuild_hint(self.environment)}`")
 
     def _death(self) -> errors.WorkerError:
         code = self.process.wait()
@@ -331,6 +372,8 @@ class Worker:
         else:
             how = f"exited with code {code}"
         tail = self._log_tail()
+        if self.environment is not None and not self._answered:  # it died before saying anything
+            return self._broken(f"its worker {how}" + (f": {tail}" if tail else ""))
         return errors.WorkerError(f"{self.adapter} worker {how} while {self.phase}"
                                   + (f"; last output: {tail}" if tail else ""))
 
@@ -360,8 +403,9 @@ _cleaned = False
 
 
 def get_worker(adapter: str, timeout: float | None = None) -> Worker:
-    """The live worker for `adapter`, started on first use and reused afterwards."""
-    from xvalidate.registry import adapter_names
+    """The live worker for `adapter`, started on first use and reused afterwards (in the adapter's
+    declared worker environment, if any)."""
+    from xvalidate.registry import adapter_names, get_adapter
 
     global _cleaned
     with _workers_lock:
@@ -375,7 +419,32 @@ def get_worker(adapter: str, timeout: float | None = None) -> Worker:
             if adapter not in adapter_names():  # unknown names fail here, in the caller's process
                 raise errors.UnknownAdapterError(
                     f"unknown adapter {adapter!r}; expected one of: {', '.join(adapter_names())}")
-            worker = _workers[adapter] = Worker(adapter, timeout)
+            try:
+                declared = get_adapter(adapter)
+            except errors.UnknownAdapterError:  # one the parent cannot import: the worker says why
+                declared = None
+            worker = _workers[adapter] = Worker(adapter, timeout, environment=getattr(declared, "environment", None),
+                                                variables=getattr(declared, "worker_variables", None))
+        elif timeout is not None:
+            worker.timeout = timeout
+        return worker
+
+
+def get_env_worker(environment: Any, timeout: float | None = None) -> Worker:
+    """The live worker running in the worker environment `environment` (an
+    xvalidate.environments.Environment), for `call`s of the modules it ships; the environment is
+    created on first use."""
+    global _cleaned
+    key = f"env:{environment.name}:{','.join(environment.modules)}"  # one worker per set of shipped modules
+    with _workers_lock:
+        if not _cleaned:
+            clean_stale_files()
+            _cleaned = True
+        worker = _workers.get(key)
+        if worker is None or not worker.alive() or worker.stopped:
+            if worker is not None:
+                worker.close()
+            worker = _workers[key] = Worker(environment.name, timeout, environment=environment)
         elif timeout is not None:
             worker.timeout = timeout
         return worker
