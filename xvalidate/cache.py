@@ -7,7 +7,7 @@ the same model again reuses it. Location: $XVALIDATE_CACHE_DIR, else
 $XDG_CACHE_HOME/xvalidate, else ~/.cache/xvalidate. Delete the directory to
 clear it; pass cache=False (CLI: --no-cache) to bypass it.
 
-Safety: the directory and its entries are private (0700): MMdnn's pickled weights
+Safety: the directory and its entries are private (0700): routes' pickled weights
 and generated code live there. An entry is built in a private temporary directory
 and renamed into place in one step, with a manifest of its files' SHA-256 digests;
 an entry whose files no longer match is moved aside and built again. Processes

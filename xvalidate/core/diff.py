@@ -170,7 +170,7 @@ class Differ:
     def _without_healed(self, rows: list[LayerResult]) -> list[LayerResult]:
         """Rows minus the differences every reader contradicts: a failing layer that something reads, whose
         nearest paired readers all pass. The destination does not compute that value as the source does
-        (a sum TensorFlow re-associated, a tensor tf2onnx folded into its consumers), but it computes
+        (a sum re-associated by one framework, a tensor a converter folded into its consumers), but it computes
         what is built on it right: the pair is not comparable, so it goes to unmatched with the reason."""
         by_src = {r.src: r for r in rows}
         readers = downstream_readers(self.src_info, by_src)
