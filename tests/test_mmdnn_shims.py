@@ -253,6 +253,27 @@ def save_applications_ops(path: str) -> str:
     return path
 
 
+def save_nested_pointwise(path: str) -> str:
+    """ConvNeXt's shape in small: a nested Sequential stem (Conv2D + LayerNormalization), Dense layers on
+    the 4-D feature map (pointwise), gelu, an Activation("linear") and a residual add written as `x + y`."""
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((12, 12, 3), name="input_1")
+    stem = keras.Sequential([layers.Conv2D(8, 2, strides=2, name="stem_conv"),
+                             layers.LayerNormalization(epsilon=1e-6, name="stem_ln")], name="stem")
+    x = stem(inp)
+    y = layers.Dense(16, name="pointwise_1")(x)
+    y = layers.Activation("gelu", name="gelu")(y)
+    y = layers.Dense(8, name="pointwise_2")(y)
+    y = layers.Activation("linear", name="identity")(y)
+    x = x + y
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    keras.Model(inp, layers.Dense(3, name="head")(x)).save(path)
+    return path
+
+
 def save_refused(kind: str, path: str) -> str:
     """A model with one layer that MMdnn cannot convert exactly."""
     import tensorflow as tf
@@ -304,6 +325,21 @@ def test_applications_layers_convert_exactly_through_mmdnn(tmp_path):
     assert {"crop", "dw", "gconv", "ln", "gelu", "scaled_add", "relu", "gap", "hsig", "hard_swish"} <= paired
     assert sum(name.startswith("tf.") for name in paired) == 5  # + 3.0, * 1/6, - a, / 2.0, 1.0 - ...
     assert report.layers[-1].src == "flat" and report.layers[-1].metrics["max_abs"] < 1e-5
+
+
+def test_nested_models_and_pointwise_dense_convert_through_mmdnn(tmp_path):
+    """MMdnn's parser reads one graph: the nested stem is inlined, its layers keep their names; a Dense on a
+    4-D tensor becomes a 1x1 convolution (MXNet's FullyConnected would flatten it)."""
+    import xvalidate
+    from xvalidate.worker import get_worker
+
+    h5 = get_worker("keras").call(f"{HERE}:save_nested_pointwise", str(tmp_path / "nested.h5"))
+    report = xvalidate.validate(h5, src="keras", dst="mxnet", via="mmdnn", cache=False, batch=2)
+    assert report.passed, report.summary()
+    assert not report.unmatched["src"]
+    assert {"stem/stem_conv", "stem/stem_ln", "pointwise_1", "gelu", "pointwise_2", "identity"} <= {
+        r.src for r in report.layers}
+    assert report.layers[-1].src == "head" and report.layers[-1].metrics["max_abs"] < 1e-5
 
 
 @pytest.mark.parametrize("kind, message", [

@@ -20,7 +20,9 @@ Emitter side (IR node -> MXNet code): variable names in the generated code made 
   identifiers (MMdnn only replaces "/", "-", "[" and "]": RegNet's `1_head_gap` and
   `tf.__operators__.add_12` broke the code; the symbols keep the layer names); ScalarOp, Sub, Div (named), ScaleAdd, Crop (Cropping2D:
   MMdnn's parser writes it, its emitter has none), HardSigmoid (Keras: clip(0.2 x + 0.5, 0, 1)),
-  LayerNorm, Gelu; DepthwiseConv with a depth multiplier (MMdnn leaves the kernel as
+  LayerNorm, Gelu, Identity (Activation "linear"); FullyConnected on a 4-D tensor (a Dense on
+  channels-last feature maps, ConvNeXt's pointwise layers: MXNet's FullyConnected would flatten
+  it) -> a 1x1 convolution; DepthwiseConv with a depth multiplier (MMdnn leaves the kernel as
   (in, multiplier, kh, kw), MXNet needs (in * multiplier, 1, kh, kw)).
 """
 from __future__ import annotations
@@ -59,11 +61,19 @@ def _number(value) -> float | None:
     return None
 
 
-def _operands(layer) -> list:
+def own_calls(model, layer) -> list:
+    """The calls (Keras nodes) of `layer` made in `model` itself; a layer of an inlined nested model
+    also keeps the call made inside that model."""
+    own = {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
+    return [node for node in layer._inbound_nodes if id(node) in own]
+
+
+def _operands(model, layer) -> list:
     """The two operands of a TFOpLambda call (tensors or numbers), in order."""
-    if len(layer._inbound_nodes) != 1:
-        raise NotImplementedError(f"tf.{layer.symbol} called {len(layer._inbound_nodes)} times (one call converts)")
-    node = layer._inbound_nodes[0]
+    calls = own_calls(model, layer)
+    if len(calls) != 1:
+        raise NotImplementedError(f"tf.{layer.symbol} called {len(calls)} times (one call converts)")
+    node = calls[0]
     args = list(node.call_args) + [v for k, v in node.call_kwargs.items() if k in ("x", "y") and v is not None]
     return args
 
@@ -90,7 +100,7 @@ def parser_handlers() -> dict:
             raise NotImplementedError(f"tf.{symbol} has no MMdnn IR op (converted: "
                                       f"{', '.join('tf.' + s for s in (*ARITHMETIC, *UNARY))})")
         tensor_op, scalar_op = ARITHMETIC[symbol]
-        operands = _operands(layer)[:2]
+        operands = _operands(self.keras_graph.model, layer)[:2]
         tensors = [_is_tensor(v) for v in operands]
         if all(tensors):
             node_for(self, source_node, tensor_op)
@@ -241,6 +251,27 @@ def emitter_handlers() -> dict:
         return (f"{IR_node.variable_name:<15} = mx.sym.LayerNorm({self.parent_variable_name(IR_node)}, axis=1, "
                 f"eps={IR_node.get_attr('epsilon')!r}, name='{IR_node.name}')")
 
+    def emit_identity(self, IR_node):  # Activation("linear") (ConvNeXt's `identity` in place of drop path)
+        return f"{IR_node.variable_name:<15} = mx.sym.identity({self.parent_variable_name(IR_node)}, name='{IR_node.name}')"
+
+    original_dense = MXNetEmitter.emit_FullyConnected
+
+    def emit_dense(self, IR_node):
+        parent = self.IR_graph.get_parent(IR_node.name, [0])
+        dims = [d.size for d in parent.layer.attr["_output_shapes"].list.shape[0].dim]
+        if len(dims) != 4 or parent.type in ("Flatten", "Dropout"):
+            return original_dense(self, IR_node)
+        # a Dense on a 4-D channels-last tensor works on its last axis: a 1x1 convolution in MXNet's NCHW
+        units = IR_node.IR_layer.attr["units"].i
+        no_bias = not IR_node.IR_layer.attr["use_bias"].b
+        if self.weight_loaded:
+            weights = self.weights[IR_node.name]
+            self.output_weights[IR_node.name + "_weight"] = weights["weights"].T.reshape(units, -1, 1, 1)
+            if not no_bias:
+                self.output_weights[IR_node.name + "_bias"] = weights["bias"]
+        return (f"{IR_node.variable_name:<15} = mx.sym.Convolution({self.parent_variable_name(IR_node)}, "
+                f"kernel=(1, 1), num_filter={units}, no_bias={no_bias}, name='{IR_node.name}')")
+
     original_depthwise = MXNetEmitter.emit_DepthwiseConv
 
     def emit_depthwise(self, IR_node):
@@ -261,4 +292,6 @@ def emitter_handlers() -> dict:
         "emit_Gelu": emit_gelu,
         "emit_LayerNorm": emit_layer_norm,
         "emit_DepthwiseConv": emit_depthwise,
+        "emit_Identity": emit_identity,
+        "emit_FullyConnected": emit_dense,
     }

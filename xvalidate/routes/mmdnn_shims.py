@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import warnings
 
-from xvalidate.routes.mmdnn_ops import emitter_handlers, parser_handlers, patch_variable_names
+from xvalidate.routes.mmdnn_ops import emitter_handlers, own_calls, parser_handlers, patch_variable_names
 
 SHIMMED_VERSION = "0.3.1"
 _applied: set[str] = set()
@@ -155,7 +155,7 @@ def apply_keras_shims() -> None:
         for layer in self.model.layers:
             self.layer_map[layer.name] = Keras2GraphNode(layer)
             self.layer_name_map[layer.name] = layer.name
-            for node in layer._inbound_nodes:
+            for node in own_calls(self.model, layer):  # not the calls inside an inlined nested model
                 preds = node.inbound_layers
                 for pred in preds if isinstance(preds, (list, tuple)) else [preds]:
                     if pred.name not in self.layer_map:
@@ -221,7 +221,8 @@ def apply_keras_shims() -> None:
     Keras2Parser.rename_SeparableConv2D = rename_separable
     Keras2Parser.rename_Rescaling = rename_rescaling
     Keras2Parser.rename_Normalization = rename_normalization
-    Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish", "gelu": "Gelu"}
+    Keras2Parser.activation_map = {**Keras2Parser.activation_map, "swish": "Swish", "silu": "Swish", "gelu": "Gelu",
+                                 "linear": "Identity"}
     for name, handler in parser_handlers().items():  # TFOpLambda, LayerNormalization, ...: see mmdnn_ops
         setattr(Keras2Parser, name, handler)
     _applied.add("keras")

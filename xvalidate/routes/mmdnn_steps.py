@@ -39,7 +39,8 @@ def keras_to_ir(model_path: str, out_dir: str) -> dict:
     from xvalidate.routes.mmdnn_shims import apply_keras_shims, keras_parser
 
     start = time.perf_counter()
-    model = get_adapter("keras").load(model_path)
+    adapter = get_adapter("keras")
+    model = adapter.inlined(adapter.load(model_path))  # MMdnn's parser reads one graph: nested models inlined
     apply_keras_shims()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,8 @@ def _fixed_gammas(symbol) -> set[str]:
 def mxnet_name_hints(symbol_path: str, keras_layer_names: list[str]) -> dict[str, str]:
     """{MXNet tensor (internal output name without "_output"): Keras layer} for a symbol emitted by MMdnn.
 
-    MMdnn keeps Keras layer names. Where it emits ops after a layer's own op (a defused activation
+    MMdnn keeps Keras layer names (a nested model's layer "outer/inner" as "inner": the parser reads
+    the model with nested models inlined). Where it emits ops after a layer's own op (a defused activation
     `<layer>_activation`, ReLU6's `<layer>_clip`, a global pooling's `<layer>_flatten`), the last of
     them is what Keras reports for the layer, and the tensor before it is not mapped. Reads the
     symbol file as JSON: no framework needed."""
@@ -224,10 +226,13 @@ def mxnet_name_hints(symbol_path: str, keras_layer_names: list[str]) -> dict[str
     except (OSError, ValueError, KeyError) as exc:
         raise InputFileError(f"{symbol_path}: not a readable MXNet symbol file ({_first(exc)})") from None
     tensors = {n["name"] for n in nodes if n["op"] != "null"}
-    layers = set(keras_layer_names)
+    leaves = {layer: layer.rsplit("/", 1)[-1] for layer in keras_layer_names}  # nested "outer/inner": inlined
+    layers = set(leaves.values())
     hints = {}
-    for layer in keras_layer_names:
-        for name in [layer + s for s in OUTPUT_SUFFIXES if layer + s not in layers] + [layer]:
+    for layer, leaf in leaves.items():
+        if "@" in layer:  # a further call of a shared layer or nested model: MMdnn names the calls alike
+            continue
+        for name in [leaf + s for s in OUTPUT_SUFFIXES if leaf + s not in layers] + [leaf]:
             if name in tensors:
                 hints[name] = layer
                 break
