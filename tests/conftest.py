@@ -1,7 +1,30 @@
 """Shared fixtures. The pytest process itself never imports a framework: models are built
 and run in worker processes (xvalidate.worker)."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+
+def _shared_env_dir() -> str:
+    """Worker environments (xvalidate.environments) are venvs made by pip: the tests share one
+    directory of them across tests and sessions, beside the Python that runs the tests (inside
+    .venv, so `make clean` removes them), so the suite creates each environment once per machine."""
+    for root in (Path(sys.prefix), Path(tempfile.gettempdir())):
+        path = root / ("xvalidate-envs" if root == Path(sys.prefix) else f"xvalidate-test-envs-{os.getuid()}")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return str(path)
+        except OSError:
+            continue
+    return str(Path(tempfile.mkdtemp(prefix="xvalidate-test-envs-")))
+
+
+os.environ.setdefault("XVALIDATE_ENV_DIR", _shared_env_dir())
 
 TOY_ADAPTER = '''
 import numpy as np

@@ -169,10 +169,11 @@ def create(env: Environment, force: bool = False, report: Callable[[str], None] 
 
 def _build(env: Environment) -> None:
     base = getattr(sys, "_base_executable", None) or sys.executable
-    steps = [("create the venv", [base, "-m", "venv", str(env.path)]),
-             ("install its packages", [str(env.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                                       *env.requirements]),
-             ("check it", [str(env.python), "-c", env.check])]
+    steps = [("create the venv", [base, "-m", "venv", *([] if env.requirements else ["--without-pip"]), str(env.path)])]
+    if env.requirements:
+        steps.append(("install its packages", [str(env.python), "-m", "pip", "install", "--quiet",
+                                               "--disable-pip-version-check", *env.requirements]))
+    steps.append(("check it", [str(env.python), "-c", env.check]))
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     for what, cmd in steps:
         try:
