@@ -80,6 +80,67 @@ def run_in_memory(path: str, x: np.ndarray) -> dict:
     return {"owns": adapter.owns(proto), "source": model.source, "final": list(adapter.run(model, x).values())[-1]}
 
 
+def save_fusable(path: str, seed: int = 0) -> str:
+    """A graph onnxruntime fuses at its full level when nothing else reads the inner tensors:
+    Conv + BatchNormalization + Relu, Conv + residual Add + Relu, MatMul + Add (bias) + Relu."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def weight(name, shape, low=None):
+        value = rng.uniform(low, 1.5, shape) if low is not None else rng.standard_normal(shape) * 0.3
+        return numpy_helper.from_array(value.astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["conv1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["conv1", "gamma", "beta", "mean", "var"], ["bn1"]),
+        helper.make_node("Relu", ["bn1"], ["relu1"]),
+        helper.make_node("Conv", ["relu1", "w2", "b2"], ["conv2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["conv2", "relu1"], ["residual"]),
+        helper.make_node("Relu", ["residual"], ["relu2"]),
+        helper.make_node("GlobalAveragePool", ["relu2"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w_fc"], ["fc"]),
+        helper.make_node("Add", ["fc", "b_fc"], ["fc_bias"]),
+        helper.make_node("Relu", ["fc_bias"], ["fc_relu"]),
+    ]
+    initializers = [weight("w1", (8, 3, 3, 3)), weight("b1", (8,)), weight("gamma", (8,), 0.5),
+                    weight("beta", (8,)), weight("mean", (8,)), weight("var", (8,), 0.5),
+                    weight("w2", (8, 8, 3, 3)), weight("b2", (8,)), weight("w_fc", (8, 5)), weight("b_fc", (5,))]
+    graph = helper.make_graph(nodes, "fusable", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 9, 9])],
+                              [helper.make_tensor_value_info("fc_relu", TensorProto.FLOAT, ["N", 5])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def capture_vs_basic_level(path: str, x: np.ndarray) -> dict:
+    """The adapter's capture and one by a session at the basic optimization level, every node output
+    a graph output in both: the names, the adapter's optimization level, the largest relative difference."""
+    import onnx
+    import onnxruntime as ort
+
+    from xvalidate_adapters.onnx import OnnxAdapter
+
+    adapter = OnnxAdapter()
+    model = adapter.load(path)
+    captured = adapter.run(model, x)
+    (session,) = model.sessions.values()
+    proto = onnx.load(path)
+    names = [o for node in proto.graph.node for o in node.output]
+    del proto.graph.output[:]
+    proto.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in names)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    basic = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    values = dict(zip(names, basic.run(names, {"x": x})))
+    return {"names": list(captured), "expected": names,
+            "level": str(session.get_session_options().graph_optimization_level),
+            "max_rel": max(float(np.abs(captured[n] - values[n]).max() / np.abs(values[n]).max()) for n in names)}
+
+
 # ---------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
@@ -102,6 +163,15 @@ def test_capture_equals_plain_forward(models, name, shape):
     assert list(captured) == [info.name for info in layers] and len(captured) == plain["outputs"]
     assert all(captured[info.name].shape[1:] == info.shape[1:] for info in layers)
     np.testing.assert_allclose(list(captured.values())[-1], plain["final"], rtol=1e-6, atol=1e-7)
+
+
+def test_fully_optimized_capture_keeps_every_tensor(tmp_path):
+    path = get_worker("onnx").call("test_adapter_onnx:save_fusable", str(tmp_path / "fusable.onnx"))
+    x = np.random.default_rng(3).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    result = get_worker("onnx").call("test_adapter_onnx:capture_vs_basic_level", path, x)
+    assert result["level"].endswith("ORT_ENABLE_ALL")
+    assert result["names"] == result["expected"] and len(result["names"]) == 11  # no fused tensor is lost
+    assert result["max_rel"] <= 1e-5  # the fused kernels round differently, nothing more
 
 
 def test_tf2onnx_graph_kinds_and_layouts(models):
