@@ -9,6 +9,11 @@ diffs to survivors.txt there (`mutmut show NAME` in that folder).
     python tools/mutation.py "xvalidate.core.metrics*" "xvalidate.cli*"   some mutants only
     MUTATION_JOBS=2 python tools/mutation.py       more processes (default 1)
     MUTATION_TESTS="test_metrics*.py,test_cli.py" python tools/mutation.py   other tests (globs in tests/)
+
+Mutants of xvalidate/core run against CORE_TESTS only (numpy in the pytest process, no worker
+process): a test that starts a worker costs seconds per mutant on a busy machine, and the core's
+own tests reach every line the CLI and worker tests reach there. With no mutant globs, the core
+and the rest run as two parts, in MUTATION_DIR/core and MUTATION_DIR/rest.
     MUTATION_FROM=HEAD python tools/mutation.py    the files of a commit instead of the work tree (others'
                                                    half-done edits left out)
 
@@ -31,6 +36,10 @@ FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "tes
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
               "test_reliability_cache.py", "test_reliability_files.py", "test_worker.py"]
+CORE_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
+              "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
+              "test_report_*.py"]
+CORE = "xvalidate.core."
 # fast-test files holding one test that runs a framework model: left out (seconds per mutant)
 DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass"]
 DETECTED = ("killed", "timeout", "segfault")
@@ -62,7 +71,8 @@ def copy_commit(scratch: Path, rev: str) -> None:
 def configure(scratch: Path, patterns: list[str]) -> None:
     """Append the [tool.mutmut] settings to the copy's pyproject.toml; mutant-name globs given,
     only the files they can name are mutated."""
-    globs = os.environ.get("MUTATION_TESTS", ",".join(FAST_TESTS)).split(",")
+    default = CORE_TESTS if patterns and all(p.startswith(CORE) for p in patterns) else FAST_TESTS
+    globs = os.environ.get("MUTATION_TESTS", ",".join(default)).split(",")
     tests = sorted({str(p.relative_to(scratch)) for g in globs for p in (scratch / "tests").glob(g.strip())})
     text = (REPO / "pyproject.toml").read_text()
     text += ("\n[tool.mutmut]\n"
@@ -90,8 +100,25 @@ def scores(scratch: Path) -> dict[str, collections.Counter]:
     return per_module
 
 
+def _table(table: dict[str, collections.Counter]) -> str:
+    lines = [f"{'module':32} {'killed':>7} {'total':>6} {'score':>7}  other"]
+    for module, counts in sorted(table.items()):
+        total = sum(counts.values())
+        killed = sum(counts[s] for s in DETECTED)
+        other = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()) if s not in DETECTED)
+        lines.append(f"{module:32} {killed:7d} {total:6d} {killed / total:7.1%}  {other}")
+    return "\n".join(lines) + "\n"
+
+
 def main(patterns: list[str]) -> int:
     scratch = Path(os.environ.get("MUTATION_DIR", "/tmp/xvalidate-mutation"))
+    if not patterns:  # the core against its own tests, then the rest
+        rest = [m.replace("/", ".").replace(".py", "") + "*" for m in MODULES if not m.startswith("xvalidate/core/")]
+        return run(scratch / "core", [CORE + "*"]) or run(scratch / "rest", rest)
+    return run(scratch, patterns)
+
+
+def run(scratch: Path, patterns: list[str]) -> int:
     if os.environ.get("MUTATION_FROM"):
         copy_commit(scratch, os.environ["MUTATION_FROM"])
     else:
@@ -104,12 +131,7 @@ def main(patterns: list[str]) -> int:
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", jobs, *patterns], cwd=scratch, env=env)
     table = scores(scratch)
     survivors = []
-    print(f"\n{'module':32} {'killed':>7} {'total':>6} {'score':>7}  other")
-    for module, counts in sorted(table.items()):
-        total = sum(counts.values())
-        killed = sum(counts[s] for s in DETECTED)
-        other = ", ".join(f"{s} {n}" for s, n in sorted(counts.items()) if s not in DETECTED)
-        print(f"{module:32} {killed:7d} {total:6d} {killed / total:7.1%}  {other}")
+    print("\n" + _table(table))
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=scratch, capture_output=True,
                              text=True).stdout
     for name, _, status in (line.strip().rpartition(": ") for line in listing.splitlines()):
@@ -119,6 +141,7 @@ def main(patterns: list[str]) -> int:
             survivors.append(f"# {name}\n{shown}")
     (scratch / "survivors.txt").write_text("\n".join(survivors))
     print(f"\n{len(survivors)} surviving mutants: {scratch / 'survivors.txt'}")
+    (scratch / "scores.txt").write_text(_table(table))
     return 0
 
 
