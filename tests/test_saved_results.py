@@ -221,6 +221,8 @@ def test_saved_keras_against_a_live_gluon_port(seed2_saved):
     first = bad.first_divergence
     assert not bad and first.src == "block1_conv1"
     assert first.cause.startswith("padding") and "78x118" in first.cause and "80x120" in first.cause
+    isolated = xvalidate.compare(saved_keras, ports["pad0"], dst="mxnet", isolate=True)  # a saved source feeds the live side
+    assert not isolated and isolated.roots[0].src == "block1_conv1" and isolated.layers[0].isolated_passed is False
 
 
 def test_saved_keras_against_a_saved_gluon_port_of_the_same_input(seed2_saved, tmp_path):
