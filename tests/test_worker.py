@@ -139,3 +139,37 @@ def test_a_worker_started_by_the_main_thread_dies_with_its_parent_even_when_busy
     parent.kill()
     parent.wait()
     worker.wait(2)  # raises TimeoutExpired if it outlives its parent by 2 s
+
+
+def test_a_model_is_loaded_again_when_any_of_its_files_changes(tmp_path):
+    """A worker keeps loaded models; one whose weights file (not the file named) was rewritten is stale."""
+    import os
+
+    from xvalidate.worker import _Server
+
+    symbol, params = tmp_path / "m-symbol.json", tmp_path / "m-0000.params"
+    symbol.write_text("graph")
+    params.write_bytes(b"weights")
+    loads = []
+
+    class TwoFiles:
+        def model_files(self, path):
+            return [path, str(params)]
+
+        def load(self, source):
+            loads.append(source)
+            return len(loads)
+
+        def release(self, model):
+            pass
+
+    class Server(_Server):
+        adapter = TwoFiles()
+
+    server = Server("two-files", lambda phase: None)
+    assert server.model(str(symbol)) == server.model(str(symbol)) == 1
+    st = params.stat()
+    params.write_bytes(b"WEIGHTS")
+    os.utime(params, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert server.model(str(symbol)) == 2
+    assert len(loads) == 2

@@ -479,8 +479,28 @@ atexit.register(shutdown_workers, False)
 
 
 # ---------------------------------------------------------------- child side
+def _stamps(paths: list[str]) -> tuple:
+    """(path, modification time, size) of every file of a model (under a directory: every file in it),
+    so that a model is loaded again when any of its files changes, not only the one named."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
+        else:
+            files.append(path)
+    stamps = []
+    for path in files:
+        try:
+            st = os.stat(path)
+            stamps.append((path, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamps.append((path, None, None))
+    return tuple(stamps)
+
+
 class _Server:
-    """The worker's loop: load models (cached by path, modification time and trust) and answer requests."""
+    """The worker's loop: load models (cached by path, their files' modification times and sizes, and
+    trust) and answer requests."""
 
     def __init__(self, adapter_name: str, report_phase: Callable[[str], None]):
         self.adapter_name = adapter_name
@@ -497,11 +517,7 @@ class _Server:
 
     def model(self, source: str) -> Any:
         trust = getattr(self.adapter, "trust_model", False)
-        try:
-            st = os.stat(source)
-            key = (source, st.st_mtime_ns, st.st_size, trust)
-        except OSError:
-            key = (source, trust)
+        key = (source, trust, _stamps(self.adapter.model_files(source)))
         if key not in self._models:
             if len(self._models) >= 2:  # big models: keep the two in use (source and destination)
                 self.adapter.release(self._models.pop(next(iter(self._models))))
