@@ -175,6 +175,18 @@ def test_bad_saved_files(saved, toy_plugin, tmp_path):
                 data = json.dumps({**json.loads(data), "version": VERSION + 1}).encode()
             dst.writestr(info, data)
     one_line_error(invoke("compare", newer, toy_plugin, "--dst", "toy"), f"format version {VERSION + 1}")
+    for broken, message in (({"chunks": [[0, 2], [3, 5]]}, "do not cover its 5 samples"),
+                            ({"layers": [{"name": "dense0"}]}, "TypeError"), ({"tensors": {"dense0": {}}}, "KeyError")):
+        malformed = tmp_path / "malformed.xvr"
+        with zipfile.ZipFile(saved) as src, zipfile.ZipFile(malformed, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "manifest.json":
+                    data = json.dumps({**json.loads(data), **broken}).encode()
+                dst.writestr(info, data)
+        one_line_error(invoke("compare", malformed, toy_plugin, "--dst", "toy"),
+                       f"{malformed}: manifest.json is malformed (")
+        assert message in invoke("compare", malformed, toy_plugin, "--dst", "toy").output
     one_line_error(invoke("compare", tmp_path / "missing.xvr", toy_plugin, "--dst", "toy"), "no such saved result")
 
 

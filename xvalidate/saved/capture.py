@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any, Sequence
 
+import numpy as np
+
 from xvalidate.saved.format import SUFFIX
 from xvalidate.saved.writer import ResultWriter
 
@@ -31,7 +33,8 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
         raise OptionError(f"save: {path}: expected a file name ending in {SUFFIX}")
     budget = _budget(memory_budget)
     t0 = time.perf_counter()
-    with _sources([(adapter, model)]) as (source,):
+    example = inputs if isinstance(inputs, np.ndarray) else None  # what an in-memory model may need to be saved
+    with _sources([(adapter, model)], example=example) as (source,):
         _trust(trust_model, adapter)
         worker = get_worker(adapter)
         infos, layer_infos = worker.inputs_info(source), worker.layers(source)

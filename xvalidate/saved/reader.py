@@ -32,21 +32,29 @@ class SavedResult:
         if not self.path.is_file():
             raise InputFileError(f"{self.path}: no such saved result")
         self._fd = os.open(self.path, os.O_RDONLY)
+        self._next = 0  # the sample the next run() starts at
         try:
             self.manifest = self._read_manifest()
-            self._members = self._index()
+            try:
+                self._parse(self.manifest)
+                self._members = self._index()
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise self._error(f"{MANIFEST} is malformed ({type(exc).__name__}: {exc})") from None
         except BaseException:
             self.close()
             raise
+
+    def _parse(self, m: dict) -> None:
         from xvalidate_adapters.base import InputInfo, LayerInfo
 
-        m = self.manifest
-        self.adapter: str = m["adapter"]
+        self.adapter: str = str(m["adapter"])
         self.samples: int = int(m["samples"])
         self._layers = [LayerInfo.from_dict(d) for d in m["layers"]]
         self._inputs = [InputInfo.from_dict(entry["info"]) for entry in m["inputs"]]
         self._chunks = [(int(a), int(b)) for a, b in m["chunks"]]
-        self._next = 0  # the sample the next run() starts at
+        bounds = [0] + [b for _, b in self._chunks]
+        if [a for a, _ in self._chunks] != bounds[:-1] or bounds[-1] != self.samples or not self._inputs:
+            raise ValueError(f"its chunks {m['chunks']} do not cover its {self.samples} samples in order")
 
     # -- what a worker answers
     def layers(self, source: Any = None) -> list:

@@ -25,7 +25,7 @@ class ResultWriter:
     """Members of one saved result, written as they come; `finish(manifest)` puts the file in place.
 
         with ResultWriter("run.xvr") as writer:
-            writer.add_inputs({"x": x})
+            writer.add_inputs({"x": x}, {"x": input_info.to_dict()})
             for outputs in chunks: writer.add_chunk(outputs)
             writer.finish({...})
     """
@@ -55,6 +55,8 @@ class ResultWriter:
     def add_chunk(self, outputs: Mapping[str, np.ndarray]) -> None:
         """The outputs of the next samples of the batch, {tensor: array}; every chunk has the same tensors."""
         sizes = {len(a) for a in outputs.values() if np.ndim(a)}
+        if not sizes:
+            raise XValidateError(f"{self.target}: the model gave no layer outputs to save")
         if len(sizes) != 1:
             raise XValidateError(f"{self.target}: the outputs of a chunk hold different numbers of samples "
                                  f"({', '.join(map(str, sorted(sizes)))})")
@@ -76,9 +78,8 @@ class ResultWriter:
         self.samples += size
 
     def finish(self, manifest: Mapping[str, Any]) -> str:
-        """Write the manifest (`manifest`: adapter, layers, environment...; plus the format, inputs, chunks
-        and tensors written) and put the file
-        at its path, replacing what was there. Returns the path."""
+        """Write the manifest (`manifest`: adapter, layers, environment...; plus the format, inputs,
+        chunks and tensors written) and put the file at its path, replacing what was there."""
         data = {"format": FORMAT, "version": VERSION, **manifest, "samples": self.samples, "chunks": self.chunks,
                 "inputs": self.inputs, "tensors": self.layers}
         info = zipfile.ZipInfo(MANIFEST, time.localtime()[:6])
