@@ -14,6 +14,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from xvalidate.errors import ConversionError, UnsupportedLayerError
 from xvalidate.input_hint import write_input_hint
 from xvalidate.routes.keras_mxnet_shims import batchnorm_keeps_gamma
@@ -92,6 +94,7 @@ def _failing_layer(keras, tb):
 def _load_weights(model, weights_path: str, model_label: str) -> None:
     """The tf.keras h5 weights, by layer name; every layer with weights must find its own."""
     import h5py
+    from keras import backend as K
     from keras.engine import saving
 
     from xvalidate.routes.keras_mxnet_shims import BytesAttributes
@@ -99,19 +102,41 @@ def _load_weights(model, weights_path: str, model_label: str) -> None:
     with h5py.File(weights_path, "r") as f:
         wrapped = BytesAttributes(f)
         stored = {n.decode("utf8") for n in wrapped.attrs["layer_names"]}
-        missing = [layer.name for layer in model.layers if layer.weights and layer.name not in stored]
-        if missing:
-            raise ConversionError(f"{model_label}: no weights for layer {missing[0]!r} in the exported h5 file")
-        try:
-            saving.load_weights_from_hdf5_group_by_name(wrapped, model.layers)
-        except ValueError as exc:
-            raise ConversionError(f"{model_label}: keras-mxnet cannot load the weights ({str(exc)[:300]})") from None
+        version, backend = (wrapped.attrs[k].decode("utf8") if k in wrapped.attrs else None
+                            for k in ("keras_version", "backend"))
+        assignments = []
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            if layer.name not in stored:
+                raise ConversionError(f"{model_label}: no weights for layer {layer.name!r} in the exported h5 file")
+            group = wrapped[layer.name]
+            names = [n.decode("utf8") for n in group.attrs["weight_names"]]
+            values = [np.asarray(group[n]) for n in names]
+            if type(layer).__name__ == "BatchNormalization" and len(values) < len(layer.weights):
+                values = _batchnorm_values(names, values)
+            values = saving.preprocess_weights_for_loading(layer, values, version, backend)
+            if len(values) != len(layer.weights):
+                raise ConversionError(f"{model_label}: layer {layer.name!r} has {len(layer.weights)} weights in "
+                                      f"keras-mxnet and {len(values)} in the h5 file")
+            assignments += zip(layer.weights, values)
+        K.batch_set_value(assignments)
+
+
+BATCHNORM_WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")  # Keras 2.2.4's order
+
+
+def _batchnorm_values(names: list[str], values: list) -> list:
+    """A BatchNormalization with scale=False or center=False: tf.keras saves no gamma (beta), while
+    keras-mxnet keeps one of ones (zeros); give it those."""
+    saved = {name.rsplit("/", 1)[-1].split(":")[0]: value for name, value in zip(names, values)}
+    shape = saved["moving_mean"].shape
+    defaults = {"gamma": np.ones(shape, "float32"), "beta": np.zeros(shape, "float32")}
+    return [saved[key] if key in saved else defaults[key] for key in BATCHNORM_WEIGHTS]
 
 
 def _bind_for_prediction(model) -> None:
     """`save_mxnet_model` saves the module bound for prediction, which the first `predict` binds."""
-    import numpy as np
-
     shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
     if any(d is None for shape in shapes for d in shape[1:]):
         raise ConversionError("keras-mxnet saves a model of fixed input size; the input is "
