@@ -246,3 +246,24 @@ def test_evidence_helpers():
     assert (e.channel_axis, e.spatial_axes) == (None, ())
     folded = ev(X, X, info(["bn"], op="BatchNormalization"), folded=info(op="Conv2D"))
     assert folded.subject == "Conv2D 'layer' (folded with BatchNormalization 'layer')"
+
+
+def test_the_fallback_gives_the_relative_error():
+    from xvalidate.core.diagnose import diagnose, first_failing
+    row = LayerResult(index=0, src="layer", dst="d", match="name", passed=False)
+    src = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    noise = np.array([[0.0, 0.01, -0.01, 0.0], [0.01, 0.0, 0.0, -0.01], [0.0, -0.01, 0.01, 0.01]])  # no channel shift
+    dense = info(["dense"], layout="NC", inputs=["prev"], op="Dense")
+    passed = {"prev": LayerResult(index=0, src="prev", dst="p", match="name", passed=True)}
+    failed = {"prev": LayerResult(index=0, src="prev", dst="p", match="name", passed=False)}
+    assert diagnose(row, src, src + noise, src + noise, dense, None, passed) == (
+        "numerical: relative error 0.005, float32 rounding growing along the network; if expected, loosen the "
+        "tolerance for this layer")
+    wrong = src + np.array([[0.0, 1.0, -1.0, 0.5], [1.0, 0.0, 0.5, -1.0], [0.0, -1.0, 0.0, 1.0]])
+    assert diagnose(row, src, wrong, wrong, dense, None, passed).startswith(
+        "weights: the inputs of Dense 'layer' agree but its output does not (relative error 0.5):")
+    assert diagnose(row, src, wrong, wrong, dense, None, {}).startswith("weights")    # inputs not compared
+    assert diagnose(row, src, wrong, wrong, dense, None, failed) == (
+        "unknown: outputs differ (relative error 0.5) and no single check explains it")
+    rows = [LayerResult(index=i, src=f"l{i}", dst=None, match="none", passed=i != 1) for i in range(3)]
+    assert first_failing(rows) is rows[1] and first_failing(rows[:1]) is None
