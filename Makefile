@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[frameworks,test,bench]"
 	$(BIN)/python benchmarks/run.py
 
-coverage: $(STAMP)  # slow (about an hour): one model at a time, into docs/coverage.md and docs/coverage.json
+coverage: $(STAMP)  # slow (about an hour): a sweep (xvalidate.sweep, one cell at a time, resumable) into docs/coverage.md and docs/coverage.json
 	XVALIDATE_WORKER_TIMEOUT=900 $(BIN)/python benchmarks/coverage.py
 
 faults: $(STAMP)  # slow (about 25 minutes): planted faults in 9 models and the seed-2 ports, into docs/faults.md

@@ -2,10 +2,14 @@
 Gluon model-zoo vision net through mxnet->onnx, written to docs/coverage.md and docs/coverage.json.
 
     .venv/bin/python benchmarks/coverage.py [--models MobileNetV3Small resnet18_v1 ...] [--all-members]
+                                            [--workers N] [--executor local|ray] [--redo]
 
-Models are built in code with random weights and randomized BatchNorm statistics, one model at a
-time (the workers are restarted between models so that memory stays that of one model). Results
-are merged into the JSON file after every model, so a run can be resumed or partly redone.
+Models are built in code with random weights and randomized BatchNorm statistics, then validated by
+the sweep machinery (xvalidate.sweep): one cell per model and route, each in an executor's process
+that stops its framework workers when the cell is done (memory stays that of one model per
+process), recorded in SQLite under the work folder as it finishes. A full run resumes: cells already
+recorded are not run again (--redo runs them all); cells of the models named by --models always run
+again. Results are merged into the JSON file, so a run can be partly redone.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 import xvalidate
+from xvalidate.console import Progress
 from xvalidate.models.gluon_zoo import VISION_NETS, input_shape
 from xvalidate.models.keras_zoo import FAMILIES
+from xvalidate.sweep import input_sets, plan as plan_cells, run_cells
 from xvalidate.worker import get_worker, shutdown_workers
 
 KERAS_ROUTES = (("mmdnn", "mxnet"), ("onnx", "mxnet"), ("onnx", "onnx"))
@@ -27,46 +33,41 @@ GLUON_ROUTES = (("onnx", "onnx"),)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def keras_cells(h5: str) -> dict:
-    return {f"keras -> {via} -> {dst}": cell(h5, "keras", dst, via) for via, dst in KERAS_ROUTES}
+def cells_for(model: str, src: str, work: Path) -> list:
+    """The sweep cells of one model (built first, under `work`): every route of its framework, one seeded
+    random input (a Gluon net's, whose symbol records no input shape, saved as a .npy beside it)."""
+    if src == "keras":
+        return plan_cells([build_keras(model, work)], KERAS_ROUTES, input_sets(), src="keras", options={"cache": False})
+    x = np.random.default_rng(0).uniform(0.0, 1.0, input_shape(model)).astype(np.float32)
+    npy = work / f"{model}-input.npy"
+    if not npy.exists():
+        np.save(npy, x)
+    return plan_cells([build_gluon(model, work)], GLUON_ROUTES, input_sets([str(npy)]), src="mxnet",
+                      options={"cache": False})
 
 
-def gluon_cells(symbol: str, name: str) -> dict:
-    x = np.random.default_rng(0).uniform(0.0, 1.0, input_shape(name)).astype(np.float32)
-    return {f"mxnet -> {via} -> {dst}": cell(symbol, "mxnet", dst, via, inputs=x) for via, dst in GLUON_ROUTES}
-
-
-def cell(source: str, src: str, dst: str, via: str, inputs=None) -> dict:
-    """Validate one model through one route: verdict, pairs, final and worst differences, reason."""
-    start = time.perf_counter()
-    try:
-        report = xvalidate.validate(source, src=src, dst=dst, via=via, inputs=inputs, cache=False)
-    except xvalidate.XValidateError as exc:
-        return {"verdict": "ERROR", "reason": _one_line(str(exc)), "total_s": round(time.perf_counter() - start, 1)}
-    rows = report.layers
-    last = max(rows, key=lambda r: r.index) if rows else None
-    final_is_output = last is not None and last.index == report.meta["layers"]["src"] - 1
-    worst = report.worst(1)[0] if rows else None
+def cell(record: dict) -> dict:
+    """A coverage cell from a sweep record: verdict, pairs, final and worst differences, reason."""
+    if record["status"] == "ERROR":
+        return {"verdict": "ERROR", "reason": record["error"], "total_s": round(record["seconds"] or 0.0, 1)}
     out = {
-        "verdict": "PASS" if report.passed else "FAIL",
-        "paired": len(rows),
-        "src_layers": report.meta["layers"]["src"],
-        "final_layer": None if last is None else last.src,
-        "final_is_output": final_is_output,
-        "final_max_abs": None if last is None else last.metrics.get("max_abs"),
-        "final_passed": None if last is None else last.passed,
-        "worst": None if worst is None else worst.src,
-        "worst_max_abs": None if worst is None else worst.metrics.get("max_abs"),
-        "convert_s": round(report.timings.get("convert", 0.0), 2),
-        "total_s": round(time.perf_counter() - start, 1),
+        "verdict": record["status"],
+        "paired": record["paired"],
+        "src_layers": record["src_layers"],
+        "final_layer": record["final_layer"],
+        "final_is_output": record["final_is_output"],
+        "final_max_abs": record["final_max_abs"],
+        "final_passed": record["final_passed"],
+        "worst": record["worst_layer"],
+        "worst_max_abs": record["worst_max_abs"],
+        "convert_s": record["convert_seconds"],
+        "total_s": round(record["seconds"] or 0.0, 1),
     }
-    if not report.passed:
-        first = report.first_divergence
-        where = f"layer {first.src!r} ({first.src_op})" if first else "no layer pairs"
-        out["reason"] = _one_line(f"{where}: {first.cause if first else ''}".strip(": "))
-        if final_is_output and last.passed:
+    if record["status"] == "FAIL":
+        out["reason"] = record["reason"] or ""
+        if record["final_is_output"] and record["final_passed"]:
             out["reason"] += (f" (suspected false alarm of the diff engine: the final outputs agree, "
-                              f"max|diff| {last.metrics.get('max_abs'):.1e})")
+                              f"max|diff| {record['final_max_abs']:.1e})")
     return out
 
 
@@ -150,18 +151,23 @@ def plan(all_members: bool) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", help="only these models (default: the smallest member of every "
-                        "Keras family and every Gluon net)")
+    parser.add_argument("--models", nargs="*", help="only these models, run again (default: the smallest member "
+                        "of every Keras family and every Gluon net)")
     parser.add_argument("--all-members", action="store_true", help="every member of every Keras family")
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "coverage"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "coverage.md"))
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument("--workers", type=int, default=1, help="cells at once (big models: mind the memory)")
+    parser.add_argument("--redo", action="store_true", help="run every cell again, even those recorded")
     parser.add_argument("--render", action="store_true", help="only write the Markdown from the JSON beside it")
     args = parser.parse_args()
+    out = Path(args.out)
+    raw = out.with_suffix(".json")
+    data = json.loads(raw.read_text()) if raw.exists() else {}
+    notes = data.get("notes")
+    results = {m: e for m, e in data.items() if isinstance(e, dict) and "cells" in e}
     if args.render:
-        raw = Path(args.out).with_suffix(".json")
-        data = json.loads(raw.read_text())
-        results = {m: e for m, e in data.items() if isinstance(e, dict) and "cells" in e}
-        Path(args.out).write_text(to_markdown(results, data.get("notes")))
+        out.write_text(to_markdown(results, notes))
         return
     models = plan(args.all_members)
     if args.models:
@@ -169,31 +175,41 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown models: {', '.join(unknown)}")
         models = {m: plan(True)[m] for m in args.models}  # in the order given
-    work, out = Path(args.work), Path(args.out)
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    raw = out.with_suffix(".json")
-    results = json.loads(raw.read_text()) if raw.exists() else {}
-    results = {m: e for m, e in results.items() if isinstance(e, dict) and "cells" in e}
-    for model, src in models.items():
-        print(f"{time.strftime('%H:%M:%S')} {model}", file=sys.stderr, flush=True)
+
+    cells, names = [], {}
+    for model, src in models.items():  # build every model first (in this process's workers), then sweep
+        print(f"{time.strftime('%H:%M:%S')} building {model}", file=sys.stderr, flush=True)
         try:
-            if src == "keras":
-                cells = keras_cells(build_keras(model, work))
-            else:
-                cells = gluon_cells(build_gluon(model, work), model)
+            planned = cells_for(model, src, work)
         except xvalidate.XValidateError as exc:  # the model itself could not be built or saved
             routes = KERAS_ROUTES if src == "keras" else GLUON_ROUTES
-            cells = {f"{src} -> {v} -> {d}": {"verdict": "ERROR", "reason": _one_line(str(exc))} for v, d in routes}
-        finally:
-            shutdown_workers()  # one model in memory at a time
-        results[model] = {"src": src, "cells": cells}
-        for route, c in cells.items():
-            print(f"    {route}: {c['verdict']} {c.get('reason', '')[:160]}", file=sys.stderr, flush=True)
-        order = list(plan(True))
-        results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
-        raw.write_text(json.dumps({"counts": counts(results), **results}, indent=1))
-        out.write_text(to_markdown(results))
+            results[model] = {"src": src, "cells": {f"{src} -> {v} -> {d}": {"verdict": "ERROR",
+                                                    "reason": _one_line(str(exc))} for v, d in routes}}
+            continue
+        cells += planned
+        names.update({c.model: model for c in planned})
+    shutdown_workers()  # the sweep's processes start their own
+
+    with Progress(sys.stderr.isatty()) as progress:
+        swept = run_cells(cells, work / "sweep", executor=args.executor, workers=args.workers,
+                          redo=args.redo or bool(args.models), fresh_workers=True, progress=progress)
+    swept_cells: dict[str, dict] = {}
+    for record in swept.records:  # in plan order: each model's routes in their order
+        model = names[record["model"]]
+        swept_cells.setdefault(model, {})[f"{record['src']} -> {record['via']} -> {record['dst']}"] = cell(record)
+    for model, model_cells in swept_cells.items():
+        results[model] = {"src": models[model], "cells": model_cells}
+    for model in models:
+        for route, c in results.get(model, {}).get("cells", {}).items():
+            print(f"    {model} {route}: {c['verdict']} {c.get('reason', '')[:160]}", file=sys.stderr, flush=True)
+    order = list(plan(True))
+    results = dict(sorted(results.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    raw.write_text(json.dumps({"counts": counts(results), **results, **({"notes": notes} if notes else {})}, indent=1))
+    out.write_text(to_markdown(results, notes))
     print(json.dumps(counts(results), indent=1))
+    print(f"matrix of the sweep: {swept.matrix}", file=sys.stderr)
 
 
 if __name__ == "__main__":
