@@ -156,3 +156,47 @@ def test_roots_past_the_limit_are_named_not_diagnosed():
     assert [r.src for r in roots] == names
     assert [r.cause == "not diagnosed: more roots than the diagnosis keeps tensors for" for r in roots] == [
         False, False, True, True]
+
+
+def test_the_tensors_above_are_read_in_the_source_layout_whichever_transforms_fit():
+    # C == H == W: identity and both transposes fit; only NCHW->NHWC gives the value before the relu
+    a, pre = rng.standard_normal((2, 4, 4, 4)), rng.standard_normal((2, 4, 4, 4))
+    shape = (None, 4, 4, 4)
+    src_layers = [L("a", ["conv"], shape=shape, layout="NHWC"),
+                  L("r", ["conv", "relu"], ["a"], shape=shape, layout="NHWC", op="Conv2D")]
+    dst_layers = [L("a", ["conv"], shape=shape), L("z", ["other"], shape=(None, 5)), L("mm", ["conv"], ["a"], shape=shape),
+                  L("r", ["identity"], ["z", "mm"], shape=shape)]
+    nchw = lambda x: x.transpose(0, 3, 1, 2)  # noqa: E731
+    src = {"a": a, "r": np.maximum(pre, 0)}
+    dst = {"a": nchw(a), "z": rng.standard_normal((2, 5)), "mm": nchw(pre), "r": nchw(pre)}
+    _, roots = run(src_layers, dst_layers, src, dst)
+    assert [r.src for r in roots] == ["r"]
+    assert roots[0].cause.startswith("activation: the destination lacks the relu of Conv2D 'r': tensor 'mm'")
+
+
+def test_a_root_without_an_activation_of_its_own_is_not_blamed_for_lacking_one():
+    a, m = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    src_layers = [L("a", ["dense"]), L("b", ["dense"], ["a"], op="Dense")]
+    dst_layers = [L("a", ["dense"]), L("m", ["dense"], ["a"]), L("b", ["identity"], ["m"])]
+    _, roots = run(src_layers, dst_layers, {"a": a, "b": np.maximum(m, 0)}, {"a": a, "m": m, "b": m})
+    assert [r.src for r in roots] == ["b"] and "tensor 'm'" not in roots[0].cause
+    assert roots[0].cause.startswith("activation: the destination lacks the relu that Dense 'b' applies")
+
+
+def test_unpaired_layers_that_are_no_activation_are_looked_past():
+    a, w = rng.standard_normal((4, 6)), rng.standard_normal((6, 6))
+    src_layers = [L("a", ["dense"]), L("act", ["relu"], ["a"], op="ReLU"), L("shift", ["add"], ["act"]),
+                  L("b", ["dense"], ["shift"])]
+    dst_layers = [L("a", ["dense"]), L("b", ["dense"], ["a"])]
+    src = {"a": a, "act": np.maximum(a, 0), "shift": np.maximum(a, 0) + 1, "b": (np.maximum(a, 0) + 1) @ w}
+    _, roots = run(src_layers, dst_layers, src, {"a": a, "b": a @ w})
+    assert [(r.src, r.dst) for r in roots] == [("act", None)] and "lacks ReLU 'act'" in roots[0].cause
+
+
+def test_the_edge_checks_look_past_the_partner_of_the_producer():
+    a, w = rng.standard_normal((4, 6)), rng.standard_normal((6, 6))
+    src_layers = [L("a", ["dense"], op="Dense"), L("b", ["dense"], ["a"], op="Dense")]
+    dst_layers = [L("a", ["dense"]), L("extra", ["relu"], ["a"]), L("b", ["add"], ["a", "extra"])]
+    _, roots = run(src_layers, dst_layers, {"a": a, "b": a @ w},
+                   {"a": a, "extra": np.maximum(a, 0), "b": np.maximum(a, 0) @ w})
+    assert [r.src for r in roots] == ["b"] and "an extra relu" in roots[0].cause and "tensor 'extra'" in roots[0].cause
