@@ -53,6 +53,15 @@ def test_batchnorm_keeps_its_gamma(models):
     assert first.cause.startswith("batchnorm") and "gamma" in first.cause
 
 
+def test_batchnorm_without_scale_gets_gamma_ones(tmp_path):
+    """tf.keras saves no gamma for scale=False (InceptionV3), keras-mxnet keeps one: it gets ones."""
+    h5 = get_worker("keras").call("kmx_models:save", "noscale", str(tmp_path / "noscale.h5"))
+    report = xvalidate.validate(h5, src="keras", dst="mxnet", via="keras-mxnet")
+    assert report.passed, report.summary()
+    assert [r.src for r in report.layers] == ["conv", "bn", "gap", "out"]
+    assert report.layers[1].metrics["max_abs"] < 1e-5
+
+
 @pytest.mark.parametrize("kind, layer, reason", [
     ("layernorm", "'norm' (LayerNormalization)", "has no LayerNormalization layer"),
     ("keepdims", "'gap' (GlobalAveragePooling2D)", "has no argument keepdims=True"),
