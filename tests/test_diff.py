@@ -141,3 +141,146 @@ def test_up_to_32_roots_are_diagnosed_by_default():
     _, roots = d.finish()
     undiagnosed = [r.src for r in roots if r.cause == "not diagnosed: more roots than the diagnosis keeps tensors for"]
     assert len(roots) == 33 and undiagnosed == ["l32"]
+
+
+def tolerance(name):
+    return {"a": (0.5, 0.0), "b": (1e-4, 1e-3)}.get(name, (1e-6, 1e-6))
+
+
+def test_a_row_carries_the_pair_its_shapes_transform_and_tolerances():
+    x = rng.standard_normal((2, 3, 3, 2))
+    src_layers = [L("a", ["conv"], shape=(None, 3, 3, 2), layout="NHWC", op="Conv2D"),
+                  L("b", ["relu"], ["a"], shape=(None, 3, 3, 2), layout="NHWC", op="ReLU")]
+    dst_layers = [L("a", ["conv"], shape=(None, 2, 3, 3), op="Conv"), L("b", ["relu"], ["a"], op="Relu")]
+    d = Differ(src_layers, dst_layers, align(src_layers, dst_layers), tolerance)
+    d.add({"a": x, "b": x}, {"a": x.transpose(0, 3, 1, 2) + 0.4, "b": x.transpose(0, 3, 1, 2)})
+    rows, roots = d.finish()
+    got = [(r.index, r.src, r.dst, r.match, r.src_op, r.dst_op, r.src_shape, r.dst_shape, r.transform, r.atol, r.rtol,
+            r.passed) for r in rows]
+    assert got == [(0, "a", "a", "name", "Conv2D", "Conv", (2, 3, 3, 2), (2, 2, 3, 3), "NCHW->NHWC", 0.5, 0.0, True),
+                   (1, "b", "b", "name", "ReLU", "Relu", (2, 3, 3, 2), (2, 2, 3, 3), "NCHW->NHWC", 1e-4, 1e-3, True)]
+    assert roots == []
+    # a partner the destination's LayerInfo list lacks has no op; a pair with a shape error no transform
+    d = Differ(src_layers, dst_layers[:1], Alignment([Pair("a", "a", "name"), Pair("b", "ghost", "layer_map")]),
+               tolerance)
+    d.add({"a": x, "b": x}, {"a": x.transpose(0, 3, 1, 2), "ghost": x[..., :1]})
+    rows, _ = d.finish()
+    assert [(r.dst_op, r.transform, r.passed) for r in rows] == [("Conv", "NCHW->NHWC", True), (None, None, False)]
+
+
+def test_two_layouts_of_a_sequence_pick_the_closest():
+    x = rng.standard_normal((2, 3, 3))  # NWC vs NCW with C == W: two candidates
+    layers = [L("s", ["conv1d"], shape=(None, 3, 3), layout="NWC")]
+    d = differ(layers, layers)
+    d.add({"s": x}, {"s": x.transpose(0, 2, 1)})
+    [row], _ = d.finish()
+    assert (row.transform, row.passed) == ("NCW->NWC", True)
+
+
+def test_later_chunks_keep_the_transform_and_the_metrics_of_the_first():
+    x = rng.standard_normal((2, 4, 4, 4))
+    layers = [L("a", ["conv"], shape=(None, 4, 4, 4), layout="NHWC")]
+    d = differ(layers, layers)
+    d.add({"a": x}, {"a": x.transpose(0, 3, 1, 2) + 1})  # the first chunk differs
+    d.add({"a": x}, {"a": x.transpose(0, 3, 1, 2)})      # the second agrees
+    [row], roots = d.finish()
+    assert (row.transform, row.passed, row.metrics["size"], row.metrics["mismatched"]) == ("NCHW->NHWC", False, 256, 128)
+    assert [r.src for r in roots] == ["a"]
+
+
+def test_passing_layers_do_not_use_up_the_roots_kept_for_diagnosis():
+    a, w = rng.standard_normal((3, 6)), rng.standard_normal((6, 6))
+    layers = [L("a", ["dense"]), L("b", ["dense"], ["a"])]
+    d = differ(layers, layers, max_roots=1)
+    d.add({"a": a, "b": a @ w}, {"a": a, "b": rng.standard_normal((3, 6))})
+    _, roots = d.finish()
+    assert [r.src for r in roots] == ["b"] and roots[0].cause.startswith("weights")
+
+
+def test_isolation_skips_what_the_isolated_run_lacks_and_keeps_only_failures():
+    a, w = rng.standard_normal((3, 6)), rng.standard_normal((6, 6))
+    layers = [L("a", ["dense"]), L("b", ["dense"], ["a"]), L("c", ["dense"], ["b"])]
+    src = {"a": a, "b": a @ w, "c": a @ w @ w}
+    d = Differ(layers, layers, align(layers, layers), tolerance, max_roots=1)
+    d.add(src, src)
+    d.add_isolated(src, {"b": src["b"], "c": rng.standard_normal((3, 6))})  # no "a" in the isolated run
+    rows, roots = d.finish()
+    assert [(r.src, r.isolated_passed) for r in rows] == [("a", None), ("b", True), ("c", False)]
+    assert rows[0].isolated is None and rows[2].isolated["mismatched"] == 18
+    assert [r.src for r in roots] == ["c"] and roots[0].cause.startswith("weights")
+    # the isolated pass rule is each layer's own tolerance
+    d = Differ(layers, layers, align(layers, layers), tolerance)
+    d.add(src, src)
+    d.add_isolated(src, {"a": a + 0.4, "b": src["b"] + 0.4, "c": src["c"]})
+    rows, _ = d.finish()
+    assert [r.isolated_passed for r in rows] == [True, False, True]
+
+
+def test_feeds_leave_out_pairs_whose_shapes_cannot_agree_and_undo_a_flatten_order():
+    nchw = rng.standard_normal((2, 4, 2, 3))
+    src_layers = [L("f", ["flatten"], shape=(None, 24)), L("bad", ["dense"], shape=(None, 5))]
+    dst_layers = [L("p", ["conv"], shape=(None, 4, 2, 3)), L("f", ["flatten"], ["p"], shape=(None, 24)),
+                  L("bad", ["dense"], shape=(None, 7))]
+    src = {"f": nchw.transpose(0, 2, 3, 1).reshape(2, 24), "bad": rng.standard_normal((2, 5))}
+    d = differ(src_layers, dst_layers)
+    d.add(src, {"p": nchw, "f": nchw.reshape(2, 24), "bad": rng.standard_normal((2, 7))})
+    feeds = d.feeds(src)
+    assert list(feeds) == ["f"] and np.array_equal(feeds["f"], nchw.reshape(2, 24))
+
+
+def test_the_producer_shape_comes_from_the_tensor_before_the_layer_info():
+    nchw = rng.standard_normal((2, 4, 2, 3))
+    src_layers = [L("f", ["flatten"], shape=(None, 24))]
+    for dst_layers in ([L("p", ["conv"], shape=(None, None, 2, 3)), L("f", ["flatten"], ["p"], shape=(None, 24))],
+                       [L("f", ["flatten"], ["p"], shape=(None, 24))]):  # a producer the list lacks
+        d = differ(src_layers, dst_layers)
+        d.add({"f": nchw.transpose(0, 2, 3, 1).reshape(2, 24)}, {"f": nchw.reshape(2, 24), "p": nchw})
+        [row], _ = d.finish()
+        assert (row.transform, row.passed) == ("flatten:NCHW->NHWC", True)
+    d = differ(src_layers, [L("f", ["flatten"], ["p"], shape=(None, 24))])
+    d.add({"f": nchw.transpose(0, 2, 3, 1).reshape(2, 24)}, {"f": nchw.reshape(2, 24)})
+    [row], _ = d.finish()
+    assert row.transform is None and not row.passed
+
+
+def test_a_dense_after_a_flatten_read_in_another_order_is_a_flatten_order_cause():
+    nchw = rng.standard_normal((2, 4, 2, 3))
+    w = rng.standard_normal((24, 5))
+    src_flat, dst_flat = nchw.transpose(0, 2, 3, 1).reshape(2, 24), nchw.reshape(2, 24)
+    src_layers = [L("f", ["flatten"], shape=(None, 24)), L("d", ["dense"], ["f"], shape=(None, 5), op="Dense")]
+    dst_layers = [L("p", ["conv"], shape=(None, 4, 2, 3)), L("f", ["flatten"], ["p"], shape=(None, 24)),
+                  L("d", ["dense"], ["f"], shape=(None, 5), op="Gemm")]
+    d = differ(src_layers, dst_layers)
+    d.add({"f": src_flat, "d": src_flat @ w}, {"p": nchw, "f": dst_flat, "d": dst_flat @ w})  # weights not permuted
+    _, roots = d.finish()
+    assert [r.src for r in roots] == ["d"] and roots[0].cause.startswith(
+        "flatten order: the input of Dense 'd' agrees only after reordering the Flatten (NCHW->NHWC)")
+
+
+def test_a_shape_error_reads_the_kernel_of_the_destination_layer():
+    x = rng.standard_normal((2, 8, 8, 4))
+    src_layers = [L("c", ["conv"], shape=(None, 8, 8, 4), layout="NHWC", op="Conv2D")]
+    dst_layers = [LayerInfo(name="c", op="Conv", shape=(None, 4, 6, 6), kinds=["conv"], attrs={"kernel": [3, 3]})]
+    d = differ(src_layers, dst_layers)
+    d.add({"c": x}, {"c": rng.standard_normal((2, 4, 6, 6))})
+    _, [root] = d.finish()
+    assert "the border of its 3x3 kernel" in root.cause
+
+
+def test_a_difference_every_reader_contradicts_is_named_with_its_readers():
+    a = rng.standard_normal((3, 6))
+    layers = [L("a", ["dense"])] + [L(f"r{i}", ["dense"], ["a"]) for i in range(4)] + [L("z", ["dense"])]
+    src = {n.name: a for n in layers}
+    d = differ(layers, layers)
+    d.add(src, dict(src, a=a + 1, z=a + 2))  # a's readers all agree; z, read by nothing, differs
+    rows, roots = d.finish()
+    assert [r.src for r in rows] == ["r0", "r1", "r2", "r3", "z"] and [r.src for r in roots] == ["z"]
+    assert d.alignment.reasons["a"] == (
+        "its partner 'a' differs (max_abs 1), but every layer that reads it agrees (r0, r1, r2): the destination "
+        "computes this value another way (re-associated or folded into its readers), so it is not compared")
+    shapes = [L("a", ["dense"], shape=(None, 6)), L("r", ["dense"], ["a"])]
+    d = differ(shapes, shapes)
+    d.add({"a": a, "r": a}, {"a": a[:, :5], "r": a})
+    rows, _ = d.finish()
+    assert [r.src for r in rows] == ["r"] and d.alignment.reasons["a"].startswith(
+        "its partner 'a' differs (shapes cannot agree: source (3, 6), destination (3, 5)), but every layer")
