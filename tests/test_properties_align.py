@@ -4,6 +4,8 @@ The destination is the same graph as a Gluon port would list it: default names t
 of the source (`net0_conv3_fwd`), NCHW shapes, independent branches listed in another order, and,
 in some graphs, every BatchNorm folded into the conv before it. Alignment must pair each source
 layer with its true partner or leave it unmatched: never a crosswise pair."""
+import os
+
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +13,7 @@ from xvalidate.core.align import align
 from xvalidate_adapters.base import LayerInfo
 
 HW = 8
+EXAMPLES = int(os.environ.get("XVALIDATE_PROPERTY_EXAMPLES", 300))  # make mutation lowers it
 channels = st.sampled_from([8, 16])  # few widths: branches of one width are the tempting crosswise pairs
 
 
@@ -117,7 +120,7 @@ def source_layers(graph):
 
 
 @given(graphs())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 def test_no_crosswise_pairs(drawn):
     graph, orders, fold_bn = drawn
     dst, truth = destination(graph, orders, fold_bn)
@@ -130,7 +133,7 @@ def test_no_crosswise_pairs(drawn):
 
 
 @given(graphs())
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=min(100, EXAMPLES), deadline=None)
 def test_same_order_without_folding_pairs_everything(drawn):
     """With the branches listed in the source's order and nothing folded, every layer finds its twin."""
     graph, orders, _ = drawn
