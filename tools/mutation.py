@@ -10,10 +10,10 @@ diffs to survivors.txt there (`mutmut show NAME` in that folder).
     MUTATION_JOBS=2 python tools/mutation.py       more processes (default 1)
     MUTATION_TESTS="test_metrics*.py,test_cli.py" python tools/mutation.py   other tests (globs in tests/)
 
-Mutants of xvalidate/core run against CORE_TESTS only (numpy in the pytest process, no worker
-process): a test that starts a worker costs seconds per mutant on a busy machine, and the core's
-own tests reach every line the CLI and worker tests reach there. With no mutant globs, the core
-and the rest run as two parts, in MUTATION_DIR/core and MUTATION_DIR/rest.
+Mutants of xvalidate/core and xvalidate/report run against IN_PROCESS_TESTS only (numpy in the
+pytest process, no worker process): a test that starts a worker costs seconds per mutant on a busy
+machine. With no mutant globs, those two and the rest (cli, cache, worker, against FAST_TESTS) run
+as parts, in MUTATION_DIR/core, MUTATION_DIR/report and MUTATION_DIR/rest.
     MUTATION_FROM=HEAD python tools/mutation.py    the files of a commit instead of the work tree (others'
                                                    half-done edits left out)
 
@@ -36,10 +36,10 @@ FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "tes
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
               "test_reliability_cache.py", "test_reliability_files.py", "test_worker.py"]
-CORE_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
+IN_PROCESS_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
-              "test_report_*.py"]
-CORE = "xvalidate.core."
+              "test_report_*.py", "test_reliability_files.py"]
+IN_PROCESS = ("xvalidate.core.", "xvalidate.report.")
 # fast-test files holding one test that runs a framework model: left out (seconds per mutant)
 DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass"]
 DETECTED = ("killed", "timeout", "segfault")
@@ -71,7 +71,7 @@ def copy_commit(scratch: Path, rev: str) -> None:
 def configure(scratch: Path, patterns: list[str]) -> None:
     """Append the [tool.mutmut] settings to the copy's pyproject.toml; mutant-name globs given,
     only the files they can name are mutated."""
-    default = CORE_TESTS if patterns and all(p.startswith(CORE) for p in patterns) else FAST_TESTS
+    default = IN_PROCESS_TESTS if patterns and all(p.startswith(IN_PROCESS) for p in patterns) else FAST_TESTS
     globs = os.environ.get("MUTATION_TESTS", ",".join(default)).split(",")
     tests = sorted({str(p.relative_to(scratch)) for g in globs for p in (scratch / "tests").glob(g.strip())})
     text = (REPO / "pyproject.toml").read_text()
@@ -112,9 +112,11 @@ def _table(table: dict[str, collections.Counter]) -> str:
 
 def main(patterns: list[str]) -> int:
     scratch = Path(os.environ.get("MUTATION_DIR", "/tmp/xvalidate-mutation"))
-    if not patterns:  # the core against its own tests, then the rest
-        rest = [m.replace("/", ".").replace(".py", "") + "*" for m in MODULES if not m.startswith("xvalidate/core/")]
-        return run(scratch / "core", [CORE + "*"]) or run(scratch / "rest", rest)
+    if not patterns:  # the core and the report against the in-process tests, then the rest
+        rest = [m.replace("/", ".").replace(".py", "") + "*" for m in MODULES
+                if not m.startswith(("xvalidate/core/", "xvalidate/report/"))]
+        return (run(scratch / "core", ["xvalidate.core.*"]) or run(scratch / "report", ["xvalidate.report.*"])
+                or run(scratch / "rest", rest))
     return run(scratch, patterns)
 
 
