@@ -26,7 +26,17 @@ sys.path.insert(0, str(HERE))  # `steps` is imported by the workers through PYTH
 import xvalidate  # noqa: E402
 from xvalidate.worker import get_worker  # noqa: E402
 
-BENCHES = ("capture", "per_layer", "polygraphy", "validate", "memory")
+BENCHES = ("capture", "scale", "per_layer", "polygraphy", "validate", "memory")
+# Capture vs plain runs in a fresh process per measurement, every framework on one thread, timed in
+# CPU time: on a shared 2-core machine a two-thread run's wall time depends on the other jobs more than
+# on the run (a busy core stalls the other thread), while one thread's CPU time is the work it did
+# (onnxruntime reads no variable: steps.py gives its sessions one thread when OMP_NUM_THREADS is 1)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+# (adapter, model key, sample shape): the same three networks in each framework
+SCALE_MODELS = {"keras": [("MobileNetV2", (224, 224, 3)), ("ResNet50", (224, 224, 3)), ("DenseNet121", (224, 224, 3))],
+                "onnx": [("MobileNetV2", (224, 224, 3)), ("ResNet50", (224, 224, 3)), ("DenseNet121", (224, 224, 3))],
+                "mxnet": [("mobilenetv2_1.0", (3, 224, 224)), ("resnet50_v1", (3, 224, 224)),
+                          ("densenet121", (3, 224, 224))]}
 
 
 def build_models(work: Path) -> dict:
@@ -40,39 +50,94 @@ def build_models(work: Path) -> dict:
     onnx_path = work / "ResNet50.onnx"
     if not onnx_path.exists():
         keras.call("xvalidate.routes.onnx_steps:keras_to_onnx", str(h5), str(onnx_path), 11)
-    return {"h5": str(h5), "onnx": str(onnx_path), "resnet18": str(resnet18)}
+    models = {"h5": str(h5), "onnx": str(onnx_path), "resnet18": str(resnet18)}
+    for name, _ in SCALE_MODELS["keras"]:
+        models[("keras", name)] = str(work / f"{name}.h5")
+        models[("onnx", name)] = str(work / f"{name}.onnx")
+        if not (work / f"{name}.h5").exists():
+            keras.call("xvalidate.models.keras_zoo:save", name, str(work / f"{name}.h5"))
+        if not (work / f"{name}.onnx").exists():
+            keras.call("xvalidate.routes.onnx_steps:keras_to_onnx", str(work / f"{name}.h5"),
+                       str(work / f"{name}.onnx"), 11)
+    for name, _ in SCALE_MODELS["mxnet"]:
+        models[("mxnet", name)] = str(work / f"{name}-symbol.json")
+        if not (work / f"{name}-symbol.json").exists():
+            get_worker("mxnet").call("xvalidate.models.gluon_zoo:save", name, str(work / name))
+    return models
+
+
+_MEASURED: dict = {}
+
+
+def capture_vs_plain(models: dict, adapter: str, name: str, shape: tuple, rounds: int) -> dict:
+    """steps.capture_vs_fastest_plain in a process of its own on one thread, CPU time (kept for reuse)."""
+    key = (adapter, name, shape)
+    if key not in _MEASURED:
+        args = {"adapter_name": adapter, "source": models[(adapter, name)], "shape": list(shape),
+                "rounds": rounds, "clock": "process_time"}
+        out = subprocess.run([sys.executable, str(HERE / "steps.py"), json.dumps(args)], check=True,
+                             capture_output=True, text=True, env=dict(os.environ, **ONE_THREAD)).stdout
+        _MEASURED[key] = json.loads(out.strip().splitlines()[-1])
+    return _MEASURED[key]
+
+
+def _capture_row(adapter: str, name: str, batch: int, r: dict) -> dict:
+    ratio = r["capture_s"] / r["plain_s"]
+    others = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["plains"].items() if k != r["plain"])
+    extra = []
+    if r["eager_s"] is not None:
+        extra.append(f"eager call {r['eager_s'] * 1000:.0f} ms; traced after {r['eager_calls']} eager calls")
+    if r["forward_only_s"] is not None:
+        extra.append(f"the capture's forward without copying out {r['forward_only_s'] * 1000:.0f} ms")
+    return {"name": f"{adapter} capture-all vs fastest plain forward, {name}, batch {batch}", "value": ratio,
+            "unit": "x", "goal": "<= 1.15", "ok": ratio <= 1.15,
+            "detail": "; ".join([f"capture {r['capture_s'] * 1000:.0f} ms vs {r['plain']} {r['plain_s'] * 1000:.0f} ms"
+                                 + (f" ({others})" if others else ""), *extra,
+                                 f"{r['layers']} layers, {r['bytes'] / 1e6:.0f} MB"])}
 
 
 def bench_capture(models: dict) -> list[dict]:
     rows = []
-    for adapter, source, shape, label in (("onnx", models["onnx"], [1, 224, 224, 3], "ResNet50 (tf2onnx)"),
-                                          ("mxnet", models["resnet18"], [1, 3, 224, 224], "Gluon resnet18_v1")):
-        r = get_worker(adapter).call("steps:capture_vs_plain", adapter, source, shape)
-        ratio = r["capture_s"] / r["plain_s"]
-        rows.append({"name": f"{adapter} capture-all vs final output only, {label}, batch 1", "value": ratio,
-                     "unit": "x", "goal": "report", "ok": True,
-                     "detail": f"final only {r['plain_s'] * 1000:.0f} ms, all {r['capture_s'] * 1000:.0f} ms, "
-                               f"{r['layers']} outputs, {r['bytes'] / 1e6:.0f} MB"})
-    for batch in (1, 8):
-        r = get_worker("keras").call("steps:keras_capture_vs_plain", models["h5"], batch)
-        ratio = r["capture_s"] / r["plain_s"]
-        rows.append({"name": f"keras capture-all vs plain forward, ResNet50, batch {batch}",
-                     "value": ratio, "unit": "x", "goal": "<= 1.5", "ok": ratio <= 1.5,
-                     "detail": f"plain {r['plain_s']:.3f} s, capture {r['capture_s']:.3f} s, "
-                               f"{r['layers']} layers, {r['bytes'] / 1e6:.0f} MB"})
-        if batch == 1:
-            x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype("float32")
-            xvalidate.run("keras", models["h5"], x)  # warm
-            t = time.perf_counter()
-            xvalidate.run("keras", models["h5"], x)
-            through_worker = time.perf_counter() - t
-            transfer = max(through_worker - r["capture_s"], 0.0)
-            rows.append({"name": "array transfer from the worker vs the forward pass, ResNet50, batch 1",
-                         "value": transfer / r["plain_s"], "unit": "x", "goal": "< 0.5",
-                         "ok": transfer / r["plain_s"] < 0.5,
-                         "detail": f"xvalidate.run {through_worker:.3f} s - capture in worker {r['capture_s']:.3f} s "
-                                   f"= {transfer * 1000:.0f} ms for {r['bytes'] / 1e6:.0f} MB"})
+    for adapter in ("keras", "onnx", "mxnet"):
+        name = SCALE_MODELS[adapter][1][0]  # ResNet50 (Gluon's resnet50_v1 for mxnet)
+        for batch, rounds in ((1, 10), (8, 4)):
+            shape = (batch, *SCALE_MODELS[adapter][1][1])
+            rows.append(_capture_row(adapter, name, batch, capture_vs_plain(models, adapter, name, shape, rounds)))
+    r = get_worker("keras").call("steps:keras_capture_vs_plain", models["h5"], 1)  # in the worker, wall time
+    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype("float32")
+    xvalidate.run("keras", models["h5"], x)  # warm
+    t = time.perf_counter()
+    xvalidate.run("keras", models["h5"], x)
+    through_worker = time.perf_counter() - t
+    transfer = max(through_worker - r["capture_s"], 0.0)
+    rows.append({"name": "array transfer from the worker vs the forward pass, ResNet50, batch 1",
+                 "value": transfer / r["plain_s"], "unit": "x", "goal": "< 0.5",
+                 "ok": transfer / r["plain_s"] < 0.5,
+                 "detail": f"xvalidate.run {through_worker:.3f} s - capture in worker {r['capture_s']:.3f} s "
+                           f"= {transfer * 1000:.0f} ms for {r['bytes'] / 1e6:.0f} MB"})
     return rows
+
+
+def bench_scale(models: dict) -> list[dict]:
+    """How capture's cost grows with the model (layers, activation bytes) and with the batch."""
+    rows = []
+    for adapter, entries in SCALE_MODELS.items():
+        for name, sample in entries:
+            r = capture_vs_plain(models, adapter, name, (1, *sample), 10)
+            rows.append(_scale_row(adapter, name, 1, r))
+        name, sample = entries[1]
+        for batch, rounds in ((8, 4), (32, 2)):
+            rows.append(_scale_row(adapter, name, batch, capture_vs_plain(models, adapter, name, (batch, *sample), rounds)))
+    return rows
+
+
+def _scale_row(adapter: str, name: str, batch: int, r: dict) -> dict:
+    mb = r["bytes"] / 1e6
+    return {"name": f"scale: {adapter} {name}, batch {batch}", "value": r["capture_s"] / r["plain_s"], "unit": "x",
+            "goal": "report", "ok": True,
+            "detail": f"capture {r['capture_s'] * 1000:.0f} ms, plain {r['plain_s'] * 1000:.0f} ms "
+                      f"(+{(r['capture_s'] - r['plain_s']) * 1000:.0f} ms); {r['layers']} layers, {mb:.0f} MB "
+                      f"captured; extra {max(r['capture_s'] - r['plain_s'], 0) * 1000 / mb:.2f} ms per MB"}
 
 
 def bench_per_layer(models: dict) -> list[dict]:
