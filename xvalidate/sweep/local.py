@@ -11,6 +11,8 @@ from xvalidate.console import EXIT_ERROR
 from xvalidate.sweep.cell import FIELDS, context, one_line, run_cell
 from xvalidate.sweep.plan import Cell
 
+LOST_CHARS = 300
+
 
 def run_local(cells: Sequence[Cell], out_dir: str, workers: int = 1,
               fresh_workers: bool = False) -> Iterator[tuple[Cell, dict]]:
@@ -40,6 +42,9 @@ def run_local(cells: Sequence[Cell], out_dir: str, workers: int = 1,
 def lost(cell: Cell, message: str) -> dict:
     """The ERROR record of a cell whose process died before it could record anything."""
     record = {name: None for name in FIELDS}
+    message = one_line(message)
+    if len(message) > LOST_CHARS:  # an executor's own report can run to pages (Ray's memory monitor)
+        message = message[:LOST_CHARS] + "..."
     record.update(key=cell.key, model=cell.model, src=cell.src, dst=cell.dst, via=cell.via,
-                  input_set=cell.input_set.name, status="ERROR", exit_code=EXIT_ERROR, error=one_line(message))
+                  input_set=cell.input_set.name, status="ERROR", exit_code=EXIT_ERROR, error=message)
     return record

@@ -38,7 +38,9 @@ def run_ray(cells: Sequence[Cell], out_dir: str, workers: int = 1, address: str 
         raise OptionError(f"--address {address or '(local)'}: cannot start or join a Ray cluster "
                           f"({' '.join(str(exc).split())[:200]})") from None
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(run_cell)
+        # a task whose process was killed (Ray's memory monitor stops tasks when the node runs low on
+        # memory, whoever uses it) runs once more; a cell's own errors are its record, never retried
+        task = ray.remote(num_cpus=1, max_retries=1)(run_cell)
         ctx = context()
         fresh = fresh_workers or bool(address)
         pending = {task.remote(cell, out_dir, ctx, fresh): cell for cell in cells}
