@@ -233,7 +233,7 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                     hop_differs = _hop_differs(through, (src, src_layers, src_worker, src_path, src_out),
                                                (through.adapter, hub_layers, hub_worker, through.source, hub_out),
                                                (dst, dst_layers, dst_worker, dst_path, dst_out), tol, via)
-            differ.add(src_out, dst_out)
+            differ.add(src_out, dst_out, inputs=part)
             if hop_differs:
                 hop_differs[0][1].add(src_out, hub_out)
                 hop_differs[1][1].add(hub_out, dst_out)
@@ -320,7 +320,8 @@ def _trust(trust_model: bool, *adapters: str) -> None:
 
 def _parameters(src_worker, src_path: str, dst_worker, dst_path: str):
     """(source layer, destination tensor) -> what the diagnosis may use of the two models' parameters:
-    "kernels" (both sides' convolution kernels, Adapter.kernel) and "recurrent" (the destination's
+    "kernels" (the two sides' convolution kernels, Adapter.kernel: the source's, and the destination's
+    or None) and "recurrent" (the destination's
     LSTM weights, Adapter.recurrent_weights), where the adapters give them."""
     from xvalidate.errors import XValidateError
 
@@ -328,7 +329,7 @@ def _parameters(src_worker, src_path: str, dst_worker, dst_path: str):
         out = {}
         try:  # a nicety of the diagnosis: never a reason to fail the comparison
             kernels = src_worker.kernel(src_path, src_name), dst_worker.kernel(dst_path, dst_name)
-            if kernels[0] is not None and kernels[1] is not None:
+            if kernels[0] is not None:
                 out["kernels"] = kernels
             recurrent = dst_worker.recurrent_weights(dst_path, dst_name)
             if recurrent is not None:

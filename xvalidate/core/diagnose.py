@@ -10,6 +10,8 @@ sentence when it holds; the first that holds is the cause (in this order):
                    or the reverse
   average pooling  only the border differs, by the padded cells' factor (count_include_pad)
   padding          the output shifted by a row/column (placement), or only the border differs
+  strided padding  a strided 'same' window recomputed on the layer's input with its odd extra
+                   row/column on the other side gives the destination (pooling; linear convolution)
   flatten order    the Dense's input agreed only after reordering a Flatten (NCHW vs NHWC)
   layout           dst equals src under another axis order
   channel order    each output channel equals another source channel
@@ -34,20 +36,23 @@ from xvalidate.core.causes.padding import shape_cause
 
 def diagnose(row, src: np.ndarray | None, dst_raw: np.ndarray | None, dst: np.ndarray | None,
              src_info=None, dst_info=None, rows_by_src: Mapping | None = None,
-             kernels: tuple[np.ndarray, np.ndarray] | None = None, folded=None, lstm: tuple | None = None) -> str:
+             kernels: tuple[np.ndarray, np.ndarray | None] | None = None, folded=None, lstm: tuple | None = None,
+             x: np.ndarray | None = None) -> str:
     """One sentence naming the likely cause of `row`'s divergence.
 
     src: the source tensor; dst_raw: the destination tensor as captured; dst: it in the
     source's layout (None when the shapes cannot agree); kernels: the two sides' convolution
-    kernels behind the pair (Adapter.kernel), when known; folded: the source Conv the destination
+    kernels behind the pair (Adapter.kernel) when the source has one (the destination's may be None); folded: the source Conv the destination
     folded into this BatchNorm layer (a "fused" pair), if any; lstm: (the LSTM's input, W, R, B of
-    the destination's LSTM in ONNX's layout), when known."""
+    the destination's LSTM in ONNX's layout), when known; x: the source's value of the layer's
+    single input, when known."""
     rows_by_src = rows_by_src or {}
     if src is None or dst_raw is None:
         return "no destination tensor to compare with"
     if dst is None:
         return shape_cause(src, dst_raw, src_info, dst_info)
-    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels, folded, lstm)
+    ev = Evidence(src.astype(np.float64), dst.astype(np.float64), dst_raw, src_info, dst_info, rows_by_src, kernels, folded,
+                  lstm, None if x is None else np.asarray(x[:1], np.float64))
     for check in CHECKS:
         cause = check(ev)
         if cause:

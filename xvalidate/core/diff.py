@@ -61,8 +61,10 @@ class Differ:
         self._started = False
         self.shapes: dict[str, tuple[tuple, tuple]] = {}
 
-    def add(self, src_out: Mapping[str, np.ndarray], dst_out: Mapping[str, np.ndarray]) -> None:
-        """Fold one chunk (the same samples on both sides) into every pair's metrics."""
+    def add(self, src_out: Mapping[str, np.ndarray], dst_out: Mapping[str, np.ndarray],
+            inputs: Mapping[str, np.ndarray] | None = None) -> None:
+        """Fold one chunk (the same samples on both sides) into every pair's metrics. inputs: the
+        source model's input values of the chunk, for diagnosing a layer that reads one directly."""
         if not self._started:
             self._setup(src_out, dst_out)
             self._started = True
@@ -81,7 +83,7 @@ class Differ:
             if len(self._kept) >= self.max_roots:
                 break
             if pair.src not in self._kept and is_root(pair.src, failing, self.upstream):
-                self._kept[pair.src] = self._keep(pair, src_out, dst_out)
+                self._kept[pair.src] = self._keep(pair, src_out, dst_out, inputs)
 
     def feeds(self, src_out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """{destination tensor: the source's value of its partner in the destination's layout}: what an
@@ -107,18 +109,21 @@ class Differ:
             if acc.mismatched > before and pair.src not in self._iso_kept and len(self._iso_kept) < self.max_roots:
                 self._iso_kept[pair.src] = self._keep(pair, src_out, iso_out)
 
-    def _keep(self, pair, src_out, dst_out) -> dict:
+    def _keep(self, pair, src_out, dst_out, inputs: Mapping[str, np.ndarray] | None = None) -> dict:
         """Copies of what diagnosing `pair` may look at: its tensors, the source layers above it up to
-        its nearest paired producers, the candidates refused on the way, and the destination
-        tensors above its partner (up to the partners of paired layers)."""
+        its nearest paired producers, the candidates refused on the way, the destination tensors
+        above its partner (up to the partners of paired layers), and the model's input when the
+        layer lists no input (it reads the model's only input)."""
         ups = self.upstream[pair.src]
         above = [n for n in tensors_above(pair.dst, self.dst_info, self._partner_tensors) if n in dst_out]
         refused = [self.alignment.rejected[n] for n in ups.path if n in self.alignment.rejected]
         src_names = [pair.src, *ups.path, *ups.producers]
         dst_names = [pair.dst, *above, *refused]
+        reads_input = not self.src_info[pair.src].inputs and inputs is not None and len(inputs) == 1
         return {"src": {n: np.array(src_out[n]) for n in src_names if n in src_out},
                 "dst": {n: np.array(dst_out[n]) for n in dst_names if n in dst_out},
-                "dst_above": above, "partners": {p: self._partners[p] for p in ups.producers}}
+                "dst_above": above, "partners": {p: self._partners[p] for p in ups.producers},
+                "input": np.array(next(iter(inputs.values()))) if reads_input else None}
 
     def _setup(self, src_out, dst_out) -> None:
         for pair in self.pairs:
@@ -224,10 +229,10 @@ class Differ:
         params = self.parameters(row.src, row.dst) if self.parameters is not None else {}
         info = self.src_info[row.src]
         folded = self.src_info.get(info.inputs[0]) if row.match == "fused" and len(info.inputs) == 1 else None
-        x = kept["src"].get(info.inputs[0]) if len(info.inputs) == 1 else None
+        x = kept["src"].get(info.inputs[0]) if len(info.inputs) == 1 else kept.get("input")
         lstm = (x, *params["recurrent"]) if "recurrent" in params and x is not None else None
         row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src,
-                             params.get("kernels"), folded, lstm)
+                             params.get("kernels"), folded, lstm, x)
         return row
 
 

@@ -5,7 +5,7 @@ hypothesis holds, else None. `CHECKS` is the order they are tried in (the first 
 the cause); a new check is a new module added to that list.
 """
 from xvalidate.core.causes import (activation, channels, flatten, kernel, layout, lstm_gates, padding, pooling, scale,
-                                   values)
+                                   strided_padding, values)
 from xvalidate.core.causes.evidence import Evidence
 
 CHECKS = (
@@ -15,6 +15,7 @@ CHECKS = (
     pooling.check,
     padding.shift,
     padding.border,
+    strided_padding.check,
     flatten.check,
     layout.axes,
     channels.check,

@@ -16,8 +16,10 @@ class Evidence:
     src:      the source tensor (float64); dst: the destination tensor in the source's layout
               (float64, None when no layout makes the shapes agree); dst_raw: as captured.
     src_info, dst_info: the LayerInfo of each side (may be None); rows: {source layer: LayerResult};
-    kernels: (source, destination) convolution kernels behind the pair, when both sides have one;
-    folded: the source Conv the destination folded into this BatchNorm (a "fused" pair), if any."""
+    kernels: (source, destination) convolution kernels behind the pair when the source has one (the
+             destination's None when it has none);
+    folded: the source Conv the destination folded into this BatchNorm (a "fused" pair), if any;
+    x: the source's value of the layer's single input, when known."""
 
     src: np.ndarray
     dst: np.ndarray | None
@@ -25,9 +27,10 @@ class Evidence:
     src_info: Any = None
     dst_info: Any = None
     rows: Mapping[str, Any] = field(default_factory=dict)
-    kernels: tuple[np.ndarray, np.ndarray] | None = None  # the (source, destination) convolution kernels
+    kernels: tuple[np.ndarray, np.ndarray | None] | None = None  # the (source, destination) convolution kernels
     folded: Any = None  # the source Conv's LayerInfo when the destination folded it into this BatchNorm
     lstm: tuple | None = None  # (input sequence, W, R, B) of the destination's LSTM, ONNX layout
+    x: np.ndarray | None = None  # the source's value of the layer's input (a layer of one input)
 
     @property
     def subject(self) -> str:

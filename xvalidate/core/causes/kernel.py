@@ -18,7 +18,7 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check(ev: Evidence) -> str | None:
-    if ev.kernels is None:
+    if ev.kernels is None or ev.kernels[1] is None:
         return None
     src, dst = (np.asarray(k, np.float64) for k in ev.kernels)
     if src.shape != dst.shape or src.ndim != 4 or src.shape[2] < 2 and src.shape[3] < 2:
