@@ -79,6 +79,17 @@ def test_a_convolution_padded_top_left_is_named_through_its_kernel(kernel, bias)
     assert said.startswith("padding placement:"), said
 
 
+def test_a_convolution_folded_into_its_batchnorm_is_recomputed_with_the_folded_kernel():
+    scale, shift = rng.uniform(0.5, 2.0, 4), rng.normal(0, 1, 4)
+    src, dst = (conv(X, KERNEL, p, p) * scale + shift for p in (0, 1))
+    bn = LayerInfo(name="bn", op="BatchNormalization", layout="NHWC", kinds=["bn"], inputs=["conv"], attrs={})
+    folded = KERNEL * scale[:, None, None, None]
+    row = LayerResult(index=1, src="bn", dst="conv_bn", match="fused", passed=False)
+    said = diagnose(row, src, dst, dst, bn, None, {}, kernels=(KERNEL, folded), folded=info(["conv"], kernel=[3, 3]),
+                    x=X)
+    assert said.startswith("padding placement:") and "folded with" in said, said
+
+
 def test_other_weights_are_not_padding():
     src, dst = conv(X, KERNEL, 0, 0), conv(X, KERNEL * 1.3, 0, 0)
     said = cause(src, dst, info(["conv"], kernel=[3, 3]), kernels=(KERNEL, KERNEL))

@@ -119,11 +119,21 @@ class Differ:
         refused = [self.alignment.rejected[n] for n in ups.path if n in self.alignment.rejected]
         src_names = [pair.src, *ups.path, *ups.producers]
         dst_names = [pair.dst, *above, *refused]
-        reads_input = not self.src_info[pair.src].inputs and inputs is not None and len(inputs) == 1
+        reads_input = not self._reader(pair).inputs and inputs is not None and len(inputs) == 1
         return {"src": {n: np.array(src_out[n]) for n in src_names if n in src_out},
                 "dst": {n: np.array(dst_out[n]) for n in dst_names if n in dst_out},
                 "dst_above": above, "partners": {p: self._partners[p] for p in ups.producers},
                 "input": np.array(next(iter(inputs.values()))) if reads_input else None}
+
+    def _folded(self, pair):
+        """The source layer the destination folded into `pair`'s layer (a "fused" pair: a Conv into the
+        BatchNorm after it), or None."""
+        inputs = self.src_info[pair.src].inputs
+        return self.src_info.get(inputs[0]) if pair.match == "fused" and len(inputs) == 1 else None
+
+    def _reader(self, pair):
+        """The source layer whose input `pair`'s computation starts from: the folded one, else its own."""
+        return self._folded(pair) or self.src_info[pair.src]
 
     def _setup(self, src_out, dst_out) -> None:
         for pair in self.pairs:
@@ -228,8 +238,9 @@ class Differ:
                                                                        self._producer_shape[row.src])
         params = self.parameters(row.src, row.dst) if self.parameters is not None else {}
         info = self.src_info[row.src]
-        folded = self.src_info.get(info.inputs[0]) if row.match == "fused" and len(info.inputs) == 1 else None
-        x = kept["src"].get(info.inputs[0]) if len(info.inputs) == 1 else kept.get("input")
+        folded = self._folded(row)
+        reader = folded or info  # a folded Conv's input is what the pair's computation starts from
+        x = kept["src"].get(reader.inputs[0]) if len(reader.inputs) == 1 else kept.get("input")
         lstm = (x, *params["recurrent"]) if "recurrent" in params and x is not None else None
         row.cause = diagnose(row, src, raw, moved, info, self.dst_info.get(row.dst), rows_by_src,
                              params.get("kernels"), folded, lstm, x)

@@ -3,7 +3,9 @@
 implementations at the top/left. Each window then moves by one input pixel, not one output pixel,
 so the output is no shifted copy (padding.shift cannot see it); the hypothesis is tested by
 recomputing the layer on the source's input with each placement: max/average pooling from the
-input alone, a linear convolution from its kernel (the bias cancels in the difference)."""
+input alone, a linear convolution from its kernel (the bias cancels in the difference). A
+convolution the destination folded into the BatchNorm after it is recomputed with the
+destination's folded kernel, which carries the BatchNorm's per-channel scale."""
 from __future__ import annotations
 
 import itertools
@@ -20,12 +22,12 @@ def check(ev: Evidence) -> str | None:
     setup = _setup(ev)
     if setup is None:
         return None
-    op, x, size, strides, pads = setup
+    op, x, size, strides, pads, kernel = setup
     if op != "conv" and not close(_pool(op, x, size, strides, pads), ev.src[:1]):
         return None  # the source's own output is not what this recomputation gives
     for moved in _placements(pads):
-        if op == "conv":  # the bias cancels in the difference of the two sides
-            expected = _conv(x, ev.kernels[0], strides, pads) - _conv(x, ev.kernels[0], strides, moved)
+        if op == "conv":  # the bias (and a folded BatchNorm's shift) cancels in the difference of the two sides
+            expected = _conv(x, kernel, strides, pads) - _conv(x, kernel, strides, moved)
             found = ev.src[:1] - ev.dst[:1]
         else:
             expected, found = _pool(op, x, size, strides, moved), ev.dst[:1]
@@ -35,15 +37,18 @@ def check(ev: Evidence) -> str | None:
 
 
 def _setup(ev: Evidence):
-    """(op, one sample of the input, window size, strides, TF's pads per axis) when the hypothesis applies."""
-    attrs = getattr(ev.src_info, "attrs", None) or {}
-    kinds = ev.kinds
+    """(op, one sample of the input, window size, strides, TF's pads per axis, kernel or None) when the
+    hypothesis applies."""
+    layer = ev.folded if ev.folded is not None else ev.src_info
+    attrs = getattr(layer, "attrs", None) or {}
+    kinds = list(getattr(layer, "kinds", None) or [])
+    kernel = None if ev.kernels is None else ev.kernels[1] if ev.folded is not None else ev.kernels[0]
     op = "maxpool" if "maxpool" in kinds else "avgpool" if "avgpool" in kinds else \
-        "conv" if ("conv" in kinds or "dwconv" in kinds) and ev.kernels is not None else None
+        "conv" if ("conv" in kinds or "dwconv" in kinds) and kernel is not None else None
     x = ev.x
     if op is None or x is None or ev.dst is None or attrs.get("padding") != "same":
         return None
-    if op == "conv" and (attrs.get("activation") not in (None, "linear") or ev.folded is not None):
+    if op == "conv" and attrs.get("activation") not in (None, "linear"):
         return None
     if ev.spatial_axes != (1, 2) or x.ndim != 4 or ev.src.ndim != 4:
         return None
@@ -56,7 +61,7 @@ def _setup(ev: Evidence):
     pads = [_tf_same(n, k, s) for n, k, s in zip(x.shape[1:3], size, strides)]
     if all(before == after for before, after in pads):
         return None  # no odd extra row/column: nothing to place
-    return op, np.asarray(x[:1], np.float64), size, strides, pads
+    return op, np.asarray(x[:1], np.float64), size, strides, pads, kernel
 
 
 def _pair(value) -> tuple[int, int] | None:
