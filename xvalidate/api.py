@@ -8,6 +8,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -70,12 +71,13 @@ def compare(src_model: Any, dst_model: Any, src: str = DEFAULT_SRC, dst: str = D
     with _sides([(src, src_model), (dst, dst_model)]) as ([(src, src_path), (dst, dst_path)], saved):
         if isolate and "dst" in saved:
             raise OptionError(f"isolate: {dst_path} is a saved result; isolate needs the live destination model")
-        _trust(trust_model, *(name for side, name in (("src", src), ("dst", dst)) if side not in saved))
+        live = [name for side, name in (("src", src), ("dst", dst)) if side not in saved]  # run by a worker here
+        _trust(trust_model, *live)
         report = _compare_paths(src, src_path, dst, dst_path, inputs, mapping, tol, hints=hints, batch=batch, seed=seed,
                                 preprocess=preprocess, memory_budget=memory_budget, progress=progress,
                                 names=(_describe(src_model), _describe(dst_model)), isolate=isolate, saved=saved)
     if saved:  # this environment's versions are those of the live side(s) only; each saved side brings its own
-        report.meta["versions"] = _versions(*(name for side, name in (("src", src), ("dst", dst)) if side not in saved))
+        report.meta["versions"] = _versions(*live)
         report.meta["saved"] = {side: result.describe() for side, result in saved.items()}
     return report
 
@@ -157,158 +159,228 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                    saved: Mapping[str, Any] | None = None) -> Report:
     """Compare src vs dst chunk by chunk; with `through` (a routes.base.Intermediate), also source vs
     intermediate and intermediate vs destination on the same captured tensors."""
-    timings: dict[str, float] = {}
     saved = saved or {}  # {"src"/"dst": SavedResult}: a saved side answers (and replays its run) from its file
-    src_worker, dst_worker = saved.get("src") or get_worker(src), saved.get("dst") or get_worker(dst)
-    hub_worker = get_worker(through.adapter) if through is not None else None
-    if isolate and not dst_worker.supports_isolation(dst_path):
+    sides = [_Side(src, src_path, saved.get("src") or get_worker(src)),
+             _Side(dst, dst_path, saved.get("dst") or get_worker(dst))]
+    if through is not None:
+        sides.append(_Side(through.adapter, through.source, get_worker(through.adapter)))
+    if isolate and not sides[1].worker.supports_isolation(dst_path):
         raise OptionError(f"isolate is not supported for destination {dst}: its adapter cannot run a layer on "
                           "given input values; compare without isolate")
+    timings = {"load": _load_sides(sides, progress)}
+    check_tolerance_names({**tol.exact, **dict(tol.patterns)}, sides[0].layers)  # typos fail before any run
+    check_layer_map_shapes(layer_map, sides[0].layers, sides[1].layers)
+    x, input_desc, input_pairs = _comparison_input(sides, inputs, saved, batch=batch, seed=seed,
+                                                   preprocess=preprocess)
+    runs = _run_chunks(sides, x, input_pairs, layer_map=layer_map, hints=hints, tol=tol, through=through, via=via,
+                       isolate=isolate, budget=_budget(memory_budget), progress=progress)
+    rows, roots, finished_hops = _finish_differs(runs, progress)
+    timings.update(_run_timings(runs))
+    report = Report(src=src, dst=dst, src_model=names[0], dst_model=names[1], **_outcome(rows, roots, runs.alignment),
+                    inputs={**input_desc, "chunk": runs.largest}, tolerances=tol.describe(), timings=timings,
+                    meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(src, dst),
+                          "layers": {"src": len(sides[0].layers), "dst": len(sides[1].layers)},
+                          "outputs": _model_outputs(sides[0].layers, rows)})
+    if finished_hops:
+        _add_hops(report, sides, (names[0], through.source, names[1]), finished_hops)
+    return report
+
+
+@dataclass
+class _Side:
+    """One model of a comparison: its adapter, its file, what runs it (a worker, or a SavedResult), and,
+    once loaded, its inputs and layers."""
+
+    adapter: str
+    path: str
+    worker: Any
+    inputs: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+
+
+@dataclass
+class _Runs:
+    """What the chunk loop leaves: the Differ of the whole comparison, its pairing (made on the first
+    chunk), the hops' [(hop name, Differ, Alignment)], the largest chunk, and seconds spent."""
+
+    differ: Differ | None = None
+    alignment: Any = None
+    hops: list = field(default_factory=list)
+    largest: int = 0
+    run_seconds: dict[str, float] = field(default_factory=lambda: {"src": 0.0, "dst": 0.0})
+    diff_seconds: float = 0.0
+
+
+def _load_sides(sides: Sequence[_Side], progress: Progress | None) -> float:
+    """Read every side's inputs and layers from its worker, in parallel; return the seconds taken."""
     t0 = time.perf_counter()
     _notify(progress, "load", 0, 1)
     with ThreadPoolExecutor(3) as pool:
-        f_src_in, f_dst_in = pool.submit(src_worker.inputs_info, src_path), pool.submit(dst_worker.inputs_info, dst_path)
-        f_src_layers, f_dst_layers = pool.submit(src_worker.layers, src_path), pool.submit(dst_worker.layers, dst_path)
-        if hub_worker is not None:
-            f_hub_in, f_hub_layers = (pool.submit(hub_worker.inputs_info, through.source),
-                                      pool.submit(hub_worker.layers, through.source))
-        src_inputs, dst_inputs = f_src_in.result(), f_dst_in.result()
-        src_layers, dst_layers = f_src_layers.result(), f_dst_layers.result()
-        if hub_worker is not None:
-            hub_inputs, hub_layers = f_hub_in.result(), f_hub_layers.result()
-    timings["load"] = time.perf_counter() - t0
+        inputs = [pool.submit(side.worker.inputs_info, side.path) for side in sides]
+        layers = [pool.submit(side.worker.layers, side.path) for side in sides]
+        for side, f_inputs, f_layers in zip(sides, inputs, layers):
+            side.inputs, side.layers = f_inputs.result(), f_layers.result()
+    seconds = time.perf_counter() - t0
     _notify(progress, "load", 1, 1)
-    check_tolerance_names({**tol.exact, **dict(tol.patterns)}, src_layers)  # typos fail before any run
-    check_layer_map_shapes(layer_map, src_layers, dst_layers)
+    return seconds
 
+
+def _comparison_input(sides: Sequence[_Side], inputs: Any, saved: Mapping[str, Any], *, batch: int, seed: int,
+                      preprocess: str) -> tuple[dict[str, np.ndarray], dict, list]:
+    """The batch {source input: array} in the source's layout, its description, and for each side after the
+    source the (source input, its input) pairs it is fed by. A comparison with a saved side runs on the saved
+    input; the destination must accept the batch in its layout (InputShapeError otherwise)."""
+    src, dst = sides[0], sides[1]
     if saved:
         from xvalidate.saved.inputs import saved_input
-        x, input_desc = saved_input(saved, inputs, src_inputs, dst_inputs, dst_path, preprocess)
+        x, input_desc = saved_input(saved, inputs, src.inputs, dst.inputs, dst.path, preprocess)
     else:
-        x, input_desc = load_input_batch(inputs, src_inputs, batch=batch, seed=seed, preprocess=preprocess)
-    input_pairs = pair_inputs(src_inputs, dst_inputs, dst_path)
-    hub_pairs = pair_inputs(src_inputs, hub_inputs, through.source) if hub_worker is not None else None
-    input_desc["layouts"] = _input_layouts(input_pairs)
-    for s_info, d_info in input_pairs:
-        _check_fits(layout.to_layout(x[s_info.name][:1], s_info.layout, d_info.layout), d_info, dst_path)
+        x, input_desc = load_input_batch(inputs, src.inputs, batch=batch, seed=seed, preprocess=preprocess)
+    input_pairs = [pair_inputs(src.inputs, side.inputs, side.path) for side in sides[1:]]
+    input_desc["layouts"] = _input_layouts(input_pairs[0])
+    for s_info, d_info in input_pairs[0]:
+        _check_fits(layout.to_layout(x[s_info.name][:1], s_info.layout, d_info.layout), d_info, dst.path)
+    return x, input_desc, input_pairs
 
-    budget = _budget(memory_budget)
-    differ = None
-    largest = 0
+
+def _run_chunks(sides: Sequence[_Side], x: Mapping[str, np.ndarray], input_pairs: Sequence, *,
+                layer_map: Mapping[str, str], hints: Mapping | None, tol: Tolerances, through: Any,
+                via: str | None, isolate: bool, budget: int, progress: Progress | None) -> _Runs:
+    """Run every side on each chunk of the batch (in parallel) and fold the outputs into the Differs, made
+    on the first chunk. Chunks are sized from the layers' shapes, or else from what the first one cost."""
+    runs = _Runs()
     n, start = len(next(iter(x.values()))), 0
-    estimate = _bytes_per_sample(src_layers) + _bytes_per_sample(dst_layers)  # 0 when shapes are unknown
-    if hub_worker is not None:
-        hub_bytes = _bytes_per_sample(hub_layers)
-        estimate = estimate + hub_bytes if hub_bytes else 0
-    hop_differs: list = []
-    chunk = max(1, int(budget // estimate)) if estimate else 1
-    run_s = {"src": 0.0, "dst": 0.0}
-    diff_s = 0.0
+    estimate = _bytes_per_sample_of(sides)  # 0 when shapes are unknown
+    chunk = _chunk_for(budget, estimate) if estimate else 1
     with ThreadPoolExecutor(3) as pool:
         while start < n:
             part = {name: a[start:start + chunk] for name, a in x.items()}
             size = len(next(iter(part.values())))
             _notify(progress, "run", start, n)
-            f_s = pool.submit(_timed, src_worker.run, src_path, _one_or_dict(part))
-            f_d = pool.submit(_timed, dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)))
-            f_h = None if hub_worker is None else \
-                pool.submit(_timed, hub_worker.run, through.source, _one_or_dict(_to_dst(part, hub_pairs)))
-            (src_out, ts), (dst_out, td) = f_s.result(), f_d.result()
-            hub_out = {}
-            if f_h is not None:
-                hub_out, th = f_h.result()
-                run_s["hub"] = run_s.get("hub", 0.0) + th
-            largest = max(largest, size)
-            run_s["src"] += ts
-            run_s["dst"] += td
+            outputs = _run_sides(pool, sides, part, input_pairs, runs.run_seconds)
+            runs.largest = max(runs.largest, size)
             t1 = time.perf_counter()
-            if differ is None:
-                alignment = align(src_layers, dst_layers, layer_map=layer_map, hints=hints,
-                                  src_shapes={k: v.shape for k, v in src_out.items()},
-                                  dst_shapes={k: v.shape for k, v in dst_out.items()},
-                                  dst_names=_pairing_name(dst, via))
-                differ = Differ(src_layers, dst_layers, alignment, tol.for_layer,
-                                parameters=_parameters(src_worker, src_path, dst_worker, dst_path))
-                if hub_worker is not None:
-                    hop_differs = _hop_differs(through, (src, src_layers, src_worker, src_path, src_out),
-                                               (through.adapter, hub_layers, hub_worker, through.source, hub_out),
-                                               (dst, dst_layers, dst_worker, dst_path, dst_out), tol, via)
-            differ.add(src_out, dst_out, inputs=part)
-            if hop_differs:
-                hop_differs[0][1].add(src_out, hub_out)
-                hop_differs[1][1].add(hub_out, dst_out)
-            diff_s += time.perf_counter() - t1
-            if isolate:  # every destination layer again, on the source's values of its paired inputs
-                iso_out, ti = _timed(dst_worker.run, dst_path, _one_or_dict(_to_dst(part, input_pairs)), None,
-                                     differ.feeds(src_out))
-                run_s["isolated"] = run_s.get("isolated", 0.0) + ti
-                t1 = time.perf_counter()
-                differ.add_isolated(src_out, iso_out)
-                diff_s += time.perf_counter() - t1
-                del iso_out
-            if start == 0 and not estimate:  # size the next chunks from what one sample cost on both sides
-                per_sample = (_nbytes(src_out) + _nbytes(dst_out) + _nbytes(hub_out)) / size
-                chunk = max(1, int(budget // max(per_sample, 1)))
+            if runs.differ is None:
+                _start_differs(runs, sides, outputs, layer_map=layer_map, hints=hints, tol=tol, through=through,
+                               via=via)
+            runs.differ.add(outputs[0], outputs[1], inputs=part)
+            if runs.hops:  # source vs intermediate, intermediate vs destination
+                runs.hops[0][1].add(outputs[0], outputs[2])
+                runs.hops[1][1].add(outputs[2], outputs[1])
+            runs.diff_seconds += time.perf_counter() - t1
+            if isolate:
+                _add_isolated(runs, sides[1], part, input_pairs[0], outputs[0])
+            if start == 0 and not estimate:  # size the next chunks from what one sample cost on every side
+                chunk = _chunk_for(budget, sum(_nbytes(out) for out in outputs) / size)
             start += size
-            del src_out, dst_out, hub_out
+            del outputs
     _notify(progress, "run", n, n)
-    _notify(progress, "diff", 0, 1)
-    t1 = time.perf_counter()
-    rows, roots = differ.finish()
-    first = roots[0] if roots else None
-    finished_hops = [(name, hop_differ.finish(), hop_alignment) for name, hop_differ, hop_alignment in hop_differs]
-    diff_s += time.perf_counter() - t1
-    _notify(progress, "diff", 1, 1)
-    timings.update({"src_run": run_s["src"], "dst_run": run_s["dst"], "diff": diff_s})
-    if "isolated" in run_s:
-        timings["dst_isolated_run"] = run_s["isolated"]
-    if "hub" in run_s:
-        timings["intermediate_run"] = run_s["hub"]
-    paired = {r.src for r in rows}
-    report = Report(
-        src=src, dst=dst, src_model=names[0], dst_model=names[1], layers=rows,
-        unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired], "dst": alignment.unmatched_dst},
-        passed=first is None and bool(rows), first_divergence=first, roots=roots,
-        unmatched_reasons=dict(alignment.reasons), inputs={**input_desc, "chunk": largest},
-        tolerances=tol.describe(), timings=timings,
-        meta={"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions(src, dst), "layers": {
-            "src": len(src_layers), "dst": len(dst_layers)}, "outputs": _model_outputs(src_layers, rows)},
-    )
-    if finished_hops:
-        models = (names[0], through.source, names[1])
-        sides = ((src, src_layers), (through.adapter, hub_layers), (dst, dst_layers))
-        for i, (name, (hop_rows, hop_roots), hop_alignment) in enumerate(finished_hops):
-            report.hops.append(_hop_report(name, sides[i], sides[i + 1], models[i:i + 2], hop_rows, hop_roots,
-                                           hop_alignment, report))
-        report.located = locate(report)
-    return report
+    return runs
 
 
-def _hop_differs(through, src_side: tuple, hub_side: tuple, dst_side: tuple, tol: Tolerances,
+def _run_sides(pool: ThreadPoolExecutor, sides: Sequence[_Side], part: Mapping[str, np.ndarray],
+               input_pairs: Sequence, seconds: dict[str, float]) -> list[dict[str, np.ndarray]]:
+    """Every side's outputs on one chunk, run in parallel: the source on `part`, the others on it under their
+    own input names and layouts. Adds each side's run time to `seconds` ("src", "dst", "hub")."""
+    futures = [pool.submit(_timed, sides[0].worker.run, sides[0].path, _one_or_dict(part))]
+    futures += [pool.submit(_timed, side.worker.run, side.path, _one_or_dict(_to_dst(part, pairs)))
+                for side, pairs in zip(sides[1:], input_pairs)]
+    outputs = []
+    for key, future in zip(("src", "dst", "hub"), futures):
+        out, took = future.result()
+        seconds[key] = seconds.get(key, 0.0) + took
+        outputs.append(out)
+    return outputs
+
+
+def _start_differs(runs: _Runs, sides: Sequence[_Side], outputs: Sequence[Mapping[str, np.ndarray]], *,
+                   layer_map: Mapping[str, str], hints: Mapping | None, tol: Tolerances, through: Any,
+                   via: str | None) -> None:
+    """Pair the layers on the first chunk's tensors and make the Differ of the whole comparison, and with
+    an intermediate model those of its two hops."""
+    runs.differ, runs.alignment = _differ(sides[0], sides[1], outputs[0], outputs[1], tol, via,
+                                          layer_map=layer_map, hints=hints)
+    if through is not None:
+        runs.hops = _hop_differs(through, sides, outputs, tol, via)
+
+
+def _differ(a: _Side, b: _Side, a_out: Mapping[str, np.ndarray], b_out: Mapping[str, np.ndarray],
+            tol: Tolerances, via: str | None, **pairing: Any) -> tuple[Differ, Any]:
+    """A Differ of side `a` vs side `b` and its Alignment, paired on their first chunk's outputs
+    (`pairing`: align's layer_map and hints)."""
+    alignment = align(a.layers, b.layers, **pairing, src_shapes={k: v.shape for k, v in a_out.items()},
+                      dst_shapes={k: v.shape for k, v in b_out.items()}, dst_names=_pairing_name(b.adapter, via))
+    differ = Differ(a.layers, b.layers, alignment, tol.for_layer,
+                    parameters=_parameters(a.worker, a.path, b.worker, b.path))
+    return differ, alignment
+
+
+def _hop_differs(through, sides: Sequence[_Side], outputs: Sequence[Mapping[str, np.ndarray]], tol: Tolerances,
                  via: str | None) -> list:
     """[(hop name, Differ, Alignment)] for source vs intermediate ("export") and intermediate vs destination
-    ("import"), paired on the first chunk's tensors with each half's hints. A side is (adapter, layers,
-    worker, path, first chunk's outputs)."""
+    ("import"), paired on the first chunk's tensors with each half's hints. `sides` and `outputs` are
+    (source, destination, intermediate)."""
+    (src, dst, hub), (src_out, dst_out, hub_out) = sides, outputs
     out = []
-    for name, (a, b), hints in (("export", (src_side, hub_side), through.src_hints),
-                                ("import", (hub_side, dst_side), through.dst_hints)):
-        alignment = align(a[1], b[1], hints=hints, src_shapes={k: v.shape for k, v in a[4].items()},
-                          dst_shapes={k: v.shape for k, v in b[4].items()}, dst_names=_pairing_name(b[0], via))
-        differ = Differ(a[1], b[1], alignment, tol.for_layer, parameters=_parameters(a[2], a[3], b[2], b[3]))
+    for name, (a, a_out), (b, b_out), hints in (("export", (src, src_out), (hub, hub_out), through.src_hints),
+                                                ("import", (hub, hub_out), (dst, dst_out), through.dst_hints)):
+        differ, alignment = _differ(a, b, a_out, b_out, tol, via, hints=hints)
         out.append((name, differ, alignment))
     return out
 
 
-def _hop_report(name: str, a: tuple, b: tuple, models: Sequence[str], rows: list, roots: list, alignment,
-                whole: Report) -> Report:
-    """The Report of one half of a conversion through an intermediate model (a: (adapter, layers) of its source)."""
+def _add_isolated(runs: _Runs, dst: _Side, part: Mapping[str, np.ndarray], input_pairs: Sequence,
+                  src_out: Mapping[str, np.ndarray]) -> None:
+    """Every destination layer again, on the source's values of its paired inputs, folded into the Differ."""
+    iso_out, took = _timed(dst.worker.run, dst.path, _one_or_dict(_to_dst(part, input_pairs)), None,
+                           runs.differ.feeds(src_out))
+    runs.run_seconds["isolated"] = runs.run_seconds.get("isolated", 0.0) + took
+    t1 = time.perf_counter()
+    runs.differ.add_isolated(src_out, iso_out)
+    runs.diff_seconds += time.perf_counter() - t1
+
+
+def _finish_differs(runs: _Runs, progress: Progress | None) -> tuple[list, list, list]:
+    """(rows, roots) of the whole comparison and [(hop name, (rows, roots), Alignment)] of its hops."""
+    _notify(progress, "diff", 0, 1)
+    t1 = time.perf_counter()
+    rows, roots = runs.differ.finish()
+    finished_hops = [(name, hop_differ.finish(), hop_alignment) for name, hop_differ, hop_alignment in runs.hops]
+    runs.diff_seconds += time.perf_counter() - t1
+    _notify(progress, "diff", 1, 1)
+    return rows, roots, finished_hops
+
+
+def _run_timings(runs: _Runs) -> dict[str, float]:
+    """The report's timings of the runs and the diff (the load's come first)."""
+    timings = {"src_run": runs.run_seconds["src"], "dst_run": runs.run_seconds["dst"], "diff": runs.diff_seconds}
+    if "isolated" in runs.run_seconds:
+        timings["dst_isolated_run"] = runs.run_seconds["isolated"]
+    if "hub" in runs.run_seconds:
+        timings["intermediate_run"] = runs.run_seconds["hub"]
+    return timings
+
+
+def _outcome(rows: list, roots: list, alignment) -> dict[str, Any]:
+    """The Report fields a comparison's rows, roots and pairing give: layers, verdict, unmatched layers."""
     paired = {r.src for r in rows}
-    return Report(src=a[0], dst=b[0], src_model=models[0], dst_model=models[1], layers=rows, hop=name,
-                  unmatched={"src": [p.src for p in alignment.pairs if p.src not in paired],
-                             "dst": alignment.unmatched_dst},
-                  passed=not roots and bool(rows), first_divergence=roots[0] if roots else None, roots=roots,
-                  unmatched_reasons=dict(alignment.reasons), inputs=whole.inputs, tolerances=whole.tolerances,
-                  meta={"layers": {"src": len(a[1]), "dst": len(b[1])}})
+    return {"layers": rows, "passed": not roots and bool(rows), "first_divergence": roots[0] if roots else None,
+            "roots": roots, "unmatched": {"src": [p.src for p in alignment.pairs if p.src not in paired],
+                                          "dst": alignment.unmatched_dst},
+            "unmatched_reasons": dict(alignment.reasons)}
+
+
+def _add_hops(report: Report, sides: Sequence[_Side], models: Sequence[str], finished_hops: list) -> None:
+    """Append the Report of each half of a conversion through an intermediate model to `report.hops`,
+    and where it diverges to `report.located`. `models`: (source, intermediate, destination)."""
+    chain = (sides[0], sides[2], sides[1])
+    for i, (name, (rows, roots), alignment) in enumerate(finished_hops):
+        a, b = chain[i], chain[i + 1]
+        report.hops.append(Report(src=a.adapter, dst=b.adapter, src_model=models[i], dst_model=models[i + 1],
+                                  hop=name, **_outcome(rows, roots, alignment), inputs=report.inputs,
+                                  tolerances=report.tolerances,
+                                  meta={"layers": {"src": len(a.layers), "dst": len(b.layers)}}))
+    report.located = locate(report)
 
 
 def _trust(trust_model: bool, *adapters: str) -> None:
@@ -364,6 +436,20 @@ def _bytes_per_sample(layers) -> int:
             return 0
         total += 4 * int(np.prod(info.shape[1:], dtype=np.int64))
     return total
+
+
+def _bytes_per_sample_of(sides: Sequence[_Side]) -> int:
+    """The sum of the sides' `_bytes_per_sample`; 0 (unknown) when an intermediate model's is unknown."""
+    estimate = _bytes_per_sample(sides[0].layers) + _bytes_per_sample(sides[1].layers)
+    for hub in sides[2:]:
+        hub_bytes = _bytes_per_sample(hub.layers)
+        estimate = estimate + hub_bytes if hub_bytes else 0
+    return estimate
+
+
+def _chunk_for(budget: int, bytes_per_sample: float) -> int:
+    """How many samples (at least 1) a chunk may hold for `budget` bytes of activations."""
+    return max(1, int(budget // max(bytes_per_sample, 1)))
 
 
 def _timed(fn, *args):

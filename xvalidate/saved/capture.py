@@ -23,7 +23,8 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
     inputs, batch, seed, preprocess: as in `compare` (random data fitting the model when None).
     The batch runs in chunks of at most `memory_budget` bytes of activations, each written before
     the next runs. Returns a summary: path, samples, tensors, bytes, chunks, seconds."""
-    from xvalidate.api import _budget, _bytes_per_sample, _describe, _notify, _one_or_dict, _sources, _trust, _versions
+    from xvalidate.api import (_budget, _bytes_per_sample, _chunk_for, _describe, _nbytes, _notify, _one_or_dict,
+                               _sources, _trust, _versions)
     from xvalidate.errors import OptionError
     from xvalidate.inputs import load_input_batch
     from xvalidate.registry import get_adapter
@@ -41,7 +42,7 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
         x, input_desc = load_input_batch(inputs, infos, batch=batch, seed=seed, preprocess=preprocess)
         n = len(next(iter(x.values())))
         estimate = _bytes_per_sample(layer_infos)
-        chunk = max(1, int(budget // estimate)) if estimate else 1
+        chunk = _chunk_for(budget, estimate) if estimate else 1
         run_s = 0.0
         with ResultWriter(path) as writer:
             writer.add_inputs(x, {info.name: info.to_dict() for info in infos})
@@ -55,7 +56,7 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
                 writer.add_chunk(outputs)
                 size = len(next(iter(part.values())))
                 if start == 0 and not estimate:  # size the next chunks from what one sample cost
-                    chunk = max(1, int(budget // max(sum(a.nbytes for a in outputs.values()) / size, 1)))
+                    chunk = _chunk_for(budget, _nbytes(outputs) / size)
                 start += size
                 del outputs
             _notify(progress, "run", n, n)
