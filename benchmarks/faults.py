@@ -97,10 +97,11 @@ class Targets:
                 names += [i for i in self.src[row.src].inputs if "conv" in self.src[i].kinds]
         return names
 
-    def convs(self, square: bool = False, padded: bool = False) -> list[tuple[onnx.NodeProto, list[str]]]:
+    def convs(self, square: bool = False, padded: bool = False,
+              strided: bool = False) -> list[tuple[onnx.NodeProto, list[str]]]:
         out = []
         for node in self.model.graph.node:
-            if node.op_type != "Conv" or int(plant._attr(node, "group", 1)) != 1:
+            if node.op_type != "Conv" or (int(plant._attr(node, "group", 1)) != 1 and not strided):
                 continue
             kernel = list(plant._attr(node, "kernel_shape", []))
             if square and (len(kernel) != 2 or kernel[0] != kernel[1] or kernel[0] < 2):
@@ -114,6 +115,13 @@ class Targets:
             if blamed:
                 out.append((node, blamed))
         return out
+
+    def strided(self) -> list[tuple[onnx.NodeProto, list[str]]]:
+        """Convolutions and max poolings of stride 2 padded TensorFlow's 'same' way on even sizes
+        (the extra row/column at the bottom/right)."""
+        return [(node, blamed) for node, blamed in self.convs(strided=True) + self.nodes(("MaxPool",))
+                if list(plant._attr(node, "pads", [])) == [0, 0, 1, 1]
+                and list(plant._attr(node, "strides", [1, 1])) == [2, 2]]
 
     def nodes(self, ops) -> list[tuple[onnx.NodeProto, list[str]]]:
         out = []
@@ -179,6 +187,7 @@ def plan(targets: Targets, rng: np.random.Generator, per_kind: int) -> list[tupl
             ("activation dropped", plant.swish_dropped, targets.swishes()),
             ("activation added", plant.relu_added, targets.plain_outputs()),
             ("padding placement", plant.padding_moved, targets.convs(padded=True)),
+            ("padding placement", plant.strided_padding_moved, targets.strided()),
             ("average pooling", plant.avgpool_counts_padding,
              [(n, b) for n, b in targets.nodes(("AveragePool",)) if any(plant._attr(n, "pads", [0]))]),
             ("layout", plant.axes_swapped, targets.plain_outputs(square=True)),

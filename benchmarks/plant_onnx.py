@@ -185,6 +185,15 @@ def padding_moved(model, conv: onnx.NodeProto, rng=None) -> str:
     return f"{conv.name}'s pads [1,1,1,1] -> [0,0,2,2] (same size, content shifted)"
 
 
+def strided_padding_moved(model, node: onnx.NodeProto, rng=None) -> str:
+    """A stride-2 window's odd extra padding moved from the bottom/right (TensorFlow) to the top/left."""
+    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+    if pads != [0, 0, 1, 1] or list(_attr(node, "strides", [1, 1])) != [2, 2]:
+        raise ValueError(f"{node.name}: pads {pads}, not TensorFlow's 'same' of a stride 2 on even sizes")
+    _set_attr(node, "pads", [1, 1, 0, 0])
+    return f"{node.name}'s pads [0,0,1,1] -> [1,1,0,0] (stride 2: the extra row/column at the top/left)"
+
+
 def avgpool_counts_padding(model, pool: onnx.NodeProto, rng=None) -> str:
     before = int(_attr(pool, "count_include_pad", 0))
     _set_attr(pool, "count_include_pad", 1 - before)

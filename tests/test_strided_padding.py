@@ -121,3 +121,16 @@ def test_the_first_layer_is_diagnosed_from_the_models_input():
     differ.add({"pool": pool(X, "max", 0, 0)}, {"pool": pool(X, "max", 1, 1)}, inputs={"image": X})
     rows, roots = differ.finish()
     assert [r.src for r in roots] == ["pool"] and roots[0].cause.startswith("padding placement:")
+
+
+def test_a_valid_window_behind_a_zero_padding_is_named():
+    """keras.applications writes a stride 2 as ZeroPadding2D((0, 1), (0, 1)) and a 'valid' window; a converter
+    that fuses the two may put the zero row/column first."""
+    padded = np.pad(X, ((0, 0), (0, 1), (0, 1), (0, 0)))
+    src, dst = conv(padded, KERNEL, 0, 0, bias=BIAS)[:, :4, :4], conv(np.pad(X, ((0, 0), (1, 0), (1, 0), (0, 0))),
+                                                                      KERNEL, 0, 0, bias=BIAS)[:, :4, :4]
+    layer = info(["conv"], kernel=[3, 3], padding="valid")
+    said = cause(src, dst, layer, x=padded, kernels=(KERNEL, KERNEL))
+    assert said.startswith("padding placement:") and "(0, 1, 0, 1)" in said, said
+    unpadded = cause(src, dst, layer, x=X[:, :8, :8] + 1.0, kernels=(KERNEL, KERNEL))  # no zero end row/column
+    assert not unpadded.startswith("padding placement"), unpadded

@@ -25,20 +25,21 @@ def check(ev: Evidence) -> str | None:
     op, x, size, strides, pads, kernel = setup
     if op != "conv" and not close(_pool(op, x, size, strides, pads), ev.src[:1]):
         return None  # the source's own output is not what this recomputation gives
-    for moved in _placements(pads):
+    for x_alt, pads_alt, placed in _alternatives(x, pads):
         if op == "conv":  # the bias (and a folded BatchNorm's shift) cancels in the difference of the two sides
-            expected = _conv(x, kernel, strides, pads) - _conv(x, kernel, strides, moved)
+            expected = _conv(x, kernel, strides, pads) - _conv(x_alt, kernel, strides, pads_alt)
             found = ev.src[:1] - ev.dst[:1]
         else:
-            expected, found = _pool(op, x, size, strides, moved), ev.dst[:1]
+            expected, found = _pool(op, x_alt, size, strides, pads_alt), ev.dst[:1]
         if expected.shape == found.shape and close(expected, found):
-            return _sentence(ev, strides, pads, moved)
+            return _sentence(ev, strides, *placed)
     return None
 
 
 def _setup(ev: Evidence):
-    """(op, one sample of the input, window size, strides, TF's pads per axis, kernel or None) when the
-    hypothesis applies."""
+    """(op, one sample of the input, window size, strides, pads per axis, kernel or None) when the
+    hypothesis applies: a 'same' window with TF's odd extra padding, or a 'valid' one whose input
+    ends in a zero row/column (a ZeroPadding2D before it, as keras.applications writes a stride 2)."""
     layer = ev.folded if ev.folded is not None else ev.src_info
     attrs = getattr(layer, "attrs", None) or {}
     kinds = list(getattr(layer, "kinds", None) or [])
@@ -46,7 +47,7 @@ def _setup(ev: Evidence):
     op = "maxpool" if "maxpool" in kinds else "avgpool" if "avgpool" in kinds else \
         "conv" if ("conv" in kinds or "dwconv" in kinds) and kernel is not None else None
     x = ev.x
-    if op is None or x is None or ev.dst is None or attrs.get("padding") != "same":
+    if op is None or x is None or ev.dst is None or attrs.get("padding") not in ("same", "valid"):
         return None
     if op == "conv" and attrs.get("activation") not in (None, "linear"):
         return None
@@ -58,10 +59,37 @@ def _setup(ev: Evidence):
         return None
     if math.prod(x.shape[1:]) * size[0] * size[1] > MAX_WINDOW_ELEMENTS:
         return None
-    pads = [_tf_same(n, k, s) for n, k, s in zip(x.shape[1:3], size, strides)]
-    if all(before == after for before, after in pads):
-        return None  # no odd extra row/column: nothing to place
-    return op, np.asarray(x[:1], np.float64), size, strides, pads, kernel
+    x = np.asarray(x[:1], np.float64)
+    if attrs["padding"] == "valid":
+        pads = [(0, 0), (0, 0)]
+        if not _trailing_zero_axes(x):
+            return None
+    else:
+        pads = [_tf_same(n, k, s) for n, k, s in zip(x.shape[1:3], size, strides)]
+        if all(before == after for before, after in pads):
+            return None  # no odd extra row/column: nothing to place
+    return op, x, size, strides, pads, kernel
+
+
+def _trailing_zero_axes(x: np.ndarray) -> list[int]:
+    """The spatial axes whose last row/column is all zero and whose first is not: padded at the end only."""
+    return [axis for axis in (1, 2) if not x.take(-1, axis=axis).any() and x.take(0, axis=axis).any()]
+
+
+def _alternatives(x: np.ndarray, pads):
+    """(input, pads, (the source's placement, the other one)) for every other placement of the odd extra
+    padding, placements as [(before, after)] per spatial axis: with 'same', the extra row/column moved
+    before; with 'valid', the input's zero end row/column moved to the front."""
+    if pads != [(0, 0), (0, 0)]:
+        for moved in _placements(pads):
+            yield x, moved, (pads, moved)
+        return
+    axes = _trailing_zero_axes(x)
+    source = [(0, 1) if axis in axes else (0, 0) for axis in (1, 2)]
+    for count in range(1, len(axes) + 1):
+        for chosen in itertools.combinations(axes, count):
+            moved = [(1, 0) if axis in chosen else p for axis, p in zip((1, 2), source)]
+            yield np.roll(x, 1, axis=chosen), pads, (source, moved)
 
 
 def _pair(value) -> tuple[int, int] | None:
@@ -110,12 +138,11 @@ def _conv(x: np.ndarray, kernel: np.ndarray, strides, pads) -> np.ndarray:
     return np.einsum("nhwgcij,gocij->nhwgo", grouped, weights).reshape(n, ho, wo, out)
 
 
-def _sentence(ev: Evidence, strides, pads, moved) -> str:
-    where = [("top/bottom", p, m) for p, m in ((pads[0], moved[0]),) if p != m] + \
-            [("left/right", p, m) for p, m in ((pads[1], moved[1]),) if p != m]
-    said = "; ".join(f"{axes} {m[0]}/{m[1]} where the source pads {p[0]}/{p[1]}" for axes, p, m in where)
+def _sentence(ev: Evidence, strides, source: list, moved: list) -> str:
+    said = "; ".join(f"{axes} {m[0]}/{m[1]} where the source pads {p[0]}/{p[1]}"
+                     for axes, p, m in zip(("top/bottom", "left/right"), source, moved) if p != m)
     return (f"padding placement: {ev.subject} pads the odd extra row/column of its stride "
-            f"{strides[0]}x{strides[1]} 'same' window on the other side ({said}): recomputed on the layer's "
-            f"input with that placement, it gives the destination's output. TensorFlow's 'same' puts the extra "
-            f"padding at the bottom/right; give the destination explicit pads (top, bottom, left, right) = "
-            f"({pads[0][0]}, {pads[0][1]}, {pads[1][0]}, {pads[1][1]})")
+            f"{strides[0]}x{strides[1]} window on the other side ({said}): recomputed on the layer's input with "
+            f"that placement, it gives the destination's output. TensorFlow puts the extra padding at the "
+            f"bottom/right; give the destination explicit pads (top, bottom, left, right) = "
+            f"({source[0][0]}, {source[0][1]}, {source[1][0]}, {source[1][1]})")
