@@ -30,6 +30,8 @@ ENVIRONMENT = Environment(
 
 
 class KerasMXNetRoute(Route):
+    """keras -> mxnet: tf.keras exports config and weights, keras-mxnet (in its environment) saves the symbol."""
+
     name = "keras-mxnet"
     pairs = (("keras", "mxnet"),)
     packages = ("tensorflow-cpu", "mxnet")  # the environment's pins are part of xvalidate's version

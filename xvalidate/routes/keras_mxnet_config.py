@@ -45,7 +45,7 @@ def _layer(layer: dict, keras: Any, unsupported: Unsupported) -> dict:
     if kind in MODEL_CLASSES:
         return {**translate(layer, unsupported), "name": layer.get("name"), "inbound_nodes": layer["inbound_nodes"]}
     cls = getattr(keras.layers, kind, None)
-    if not isinstance(cls, type) or kind in ("Lambda",):  # a Lambda carries TensorFlow code
+    if not isinstance(cls, type) or kind == "Lambda":  # a Lambda carries TensorFlow code
         raise unsupported(name, kind, f"keras-mxnet (Keras 2.2.4) has no {kind} layer")
     config = {k: v for k, v in layer["config"].items() if not k.endswith(DROPPED_SUFFIXES)}
     accepted = _arguments(cls) | LAYER_KWARGS

@@ -88,7 +88,6 @@ class BytesAttributes:
         return self._group.keys()
 
 
-
 @contextlib.contextmanager
 def batchnorm_keeps_gamma() -> Iterator[None]:
     """Within the block, `mx.sym.BatchNorm` defaults to `fix_gamma=False`: keras-mxnet's BatchNorm

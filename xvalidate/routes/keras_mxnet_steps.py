@@ -137,7 +137,7 @@ def _batchnorm_values(names: list[str], values: list) -> list:
 
 def _bind_for_prediction(model) -> None:
     """`save_mxnet_model` saves the module bound for prediction, which the first `predict` binds."""
-    shapes = model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
+    shapes = _input_shapes(model)
     if any(d is None for shape in shapes for d in shape[1:]):
         raise ConversionError("keras-mxnet saves a model of fixed input size; the input is "
                               f"{shapes[0]}: build the model with a fixed input_shape")
@@ -168,12 +168,16 @@ def _hints(model) -> dict[str, str]:
 def _write_hint(model, symbol_path: str, data_names) -> None:
     """Input names, shapes and layouts beside the symbol (an MXNet symbol records none)."""
     inputs = []
-    for name, shape in zip(data_names, model.input_shape if isinstance(model.input_shape, list)
-                           else [model.input_shape]):
+    for name, shape in zip(data_names, _input_shapes(model)):
         inputs.append({"name": name, "shape": [None, *shape[1:]], "layout": _layout(model, len(shape))})
     first = inputs[0]
     write_input_hint(symbol_path, first["name"], first["shape"], first["layout"],
                      inputs if len(inputs) > 1 else None)
+
+
+def _input_shapes(model) -> list:
+    """The shape of each of the model's inputs (Keras gives a list only for several)."""
+    return model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
 
 
 def _layout(model, rank: int) -> str:

@@ -23,8 +23,10 @@ def fold_reshape_shapes(model: Any) -> list[str]:
         node.output[0] for node in graph.node if node.op_type == "Constant"}
     targets = [node for node in graph.node
                if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] not in constants]
+    if not targets:
+        return []
     operands = sorted({node.input[1] for node in targets})
-    runs = [_computed(model, operands, batch) for batch in BATCHES] if targets else [None]
+    runs = [_computed(model, operands, batch) for batch in BATCHES]
     if None in runs:
         return []
     folded = []

@@ -1,7 +1,7 @@
 """Reading a `.xvr` file: the manifest at once, the arrays one layer's rows at a time.
 
 Members are stored uncompressed, so each `.npy` member is a contiguous run of bytes in the file:
-rows [a, b) of a chunk are one positioned read (os.pread), and nothing else of the file is loaded.
+rows [a, b) of a chunk are one positioned read (os.preadv), and nothing else of the file is loaded.
 """
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ class SavedResult:
         return None
 
     def recurrent_weights(self, source: Any, name: str) -> None:
+        """No parameters are saved: the diagnosis goes without the LSTM gate-order check."""
         return None
 
     def run(self, source: Any, x: np.ndarray | Mapping[str, np.ndarray], layers: Sequence[str] | None = None,
