@@ -23,8 +23,7 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
     inputs, batch, seed, preprocess: as in `compare` (random data fitting the model when None).
     The batch runs in chunks of at most `memory_budget` bytes of activations, each written before
     the next runs. Returns a summary: path, samples, tensors, bytes, chunks, seconds."""
-    from xvalidate.api import (_budget, _bytes_per_sample, _chunk_for, _describe, _nbytes, _notify, _one_or_dict,
-                               _sources, _trust, _versions)
+    from xvalidate.api import _budget, _describe, _sources, _trust, _versions
     from xvalidate.errors import OptionError
     from xvalidate.inputs import load_input_batch
     from xvalidate.registry import get_adapter
@@ -40,26 +39,9 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
         worker = get_worker(adapter)
         infos, layer_infos = worker.inputs_info(source), worker.layers(source)
         x, input_desc = load_input_batch(inputs, infos, batch=batch, seed=seed, preprocess=preprocess)
-        n = len(next(iter(x.values())))
-        estimate = _bytes_per_sample(layer_infos)
-        chunk = _chunk_for(budget, estimate) if estimate else 1
-        run_s = 0.0
         with ResultWriter(path) as writer:
             writer.add_inputs(x, {info.name: info.to_dict() for info in infos})
-            start = 0
-            while start < n:
-                _notify(progress, "run", start, n)
-                part = {name: a[start:start + chunk] for name, a in x.items()}
-                t1 = time.perf_counter()
-                outputs = worker.run(source, _one_or_dict(part), list(layers) if layers else None)
-                run_s += time.perf_counter() - t1
-                writer.add_chunk(outputs)
-                size = len(next(iter(part.values())))
-                if start == 0 and not estimate:  # size the next chunks from what one sample cost
-                    chunk = _chunk_for(budget, _nbytes(outputs) / size)
-                start += size
-                del outputs
-            _notify(progress, "run", n, n)
+            run_s = _write_chunks(writer, worker, source, x, layers, layer_infos, budget, progress)
             saved = writer.finish({
                 "adapter": adapter, "layout": get_adapter(adapter).layout, "model": _describe(model),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "input": input_desc,
@@ -68,6 +50,33 @@ def save_capture(model: Any, path: str | os.PathLike, adapter: str, inputs: Any 
             })
     return {"path": saved, "samples": writer.samples, "tensors": len(writer.layers), "bytes": writer.nbytes,
             "chunks": len(writer.chunks), "seconds": {"run": run_s, "total": time.perf_counter() - t0}}
+
+
+def _write_chunks(writer: ResultWriter, worker: Any, source: str, x: dict[str, np.ndarray],
+                  layers: Sequence[str] | None, layer_infos: Sequence, budget: int, progress: Any) -> float:
+    """Run the batch `x` one chunk at a time and write each chunk's outputs before the next runs; chunks are
+    sized from the layers' shapes, or else from what the first one cost. Returns the seconds spent running."""
+    from xvalidate.api import _bytes_per_sample, _chunk_for, _nbytes, _notify, _one_or_dict
+
+    n = len(next(iter(x.values())))
+    estimate = _bytes_per_sample(layer_infos)
+    chunk = _chunk_for(budget, estimate) if estimate else 1
+    run_s = 0.0
+    start = 0
+    while start < n:
+        _notify(progress, "run", start, n)
+        part = {name: a[start:start + chunk] for name, a in x.items()}
+        t1 = time.perf_counter()
+        outputs = worker.run(source, _one_or_dict(part), list(layers) if layers else None)
+        run_s += time.perf_counter() - t1
+        writer.add_chunk(outputs)
+        size = len(next(iter(part.values())))
+        if start == 0 and not estimate:  # size the next chunks from what one sample cost
+            chunk = _chunk_for(budget, _nbytes(outputs) / size)
+        start += size
+        del outputs
+    _notify(progress, "run", n, n)
+    return run_s
 
 
 def environment() -> dict[str, Any]:
