@@ -27,20 +27,31 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -
     return _atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> str:
-    target = Path(path)
+def temporary_beside(target: Path) -> tuple[int, str]:
+    """(descriptor, path) of a new temporary file `.NAME.*.tmp` next to `target`, on the same file system
+    so that a rename puts it in place; OptionError when the directory is missing or not writable."""
     if not target.parent.is_dir():
         raise OptionError(f"{target}: directory {target.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise OptionError(f"{target}: cannot write in {target.parent} ({exc.strerror})") from None
+
+
+def new_file_mode() -> int:
+    """The permissions a new file gets under the process's umask (mkstemp's temporaries get 0o600)."""
+    return 0o666 & ~_umask()
+
+
+def _atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> str:
+    target = Path(path)
+    fd, tmp = temporary_beside(target)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, target)
     except BaseException as exc:
         if os.path.exists(tmp):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from xvalidate.errors import OptionError, XValidateError
+from xvalidate.report.files import new_file_mode, temporary_beside
 from xvalidate.saved.format import FORMAT, MANIFEST, VERSION, input_member, layer_member
 
 _ZIP64_AT = 1 << 30  # members this large are written with ZIP64 sizes (zipfile's limit is 2 GiB)
@@ -32,9 +32,7 @@ class ResultWriter:
 
     def __init__(self, path: str | os.PathLike):
         self.target = Path(path)
-        if not self.target.parent.is_dir():
-            raise OptionError(f"{self.target}: directory {self.target.parent} does not exist")
-        self._fd, self._tmp = _temporary_file(self.target)
+        self._fd, self._tmp = temporary_beside(self.target)
         self._file = os.fdopen(self._fd, "w+b")
         self._zip = zipfile.ZipFile(self._file, "w", zipfile.ZIP_STORED, allowZip64=True)
         self.inputs: list[dict] = []
@@ -87,7 +85,7 @@ class ResultWriter:
         self._zip.close()
         self._file.flush()
         os.fsync(self._file.fileno())
-        os.fchmod(self._file.fileno(), 0o666 & ~_umask())
+        os.fchmod(self._file.fileno(), new_file_mode())
         try:
             os.replace(self._tmp, self.target)
         except OSError as exc:
@@ -127,14 +125,6 @@ class ResultWriter:
         self.nbytes += array.nbytes
 
 
-def _temporary_file(target: Path) -> tuple[int, str]:
-    """A new temporary file next to `target` (the same file system, so that a rename puts it in place)."""
-    try:
-        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise OptionError(f"{target}: cannot write in {target.parent} ({exc.strerror})") from None
-
-
 def _plain(value: Any) -> Any:
     """JSON for what adapters put in LayerInfo attrs: numpy scalars and arrays, bytes, anything else as text."""
     if isinstance(value, np.generic):
@@ -146,8 +136,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
     return str(value)
-
-
-def _umask() -> int:
-    from xvalidate.report.files import _umask as umask
-    return umask()
