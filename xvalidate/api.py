@@ -16,6 +16,7 @@ import numpy as np
 
 from xvalidate.core import layout
 from xvalidate.core.align import align
+from xvalidate.core.comparison import RouteComparison
 from xvalidate.core.diff import Differ
 from xvalidate.core.hops import locate
 from xvalidate.core.report import Report
@@ -26,7 +27,6 @@ from xvalidate.inputs import load_input_batch, pair_inputs
 from xvalidate.option_checks import check_layer_map_shapes, check_tolerance_names
 from xvalidate.registry import get_adapter
 from xvalidate.worker import get_worker
-
 DEFAULT_MEMORY_BUDGET = int(float(os.environ.get("XVALIDATE_MEMORY_BUDGET", 2 * 1024**3)))
 
 # progress(stage, done, total): stages "load", "convert", "run", "diff"
@@ -132,9 +132,9 @@ def validate(model: Any, src: str = DEFAULT_SRC, dst: str = DEFAULT_DST, via: st
 def compare_routes(model: Any, src: str = DEFAULT_SRC, dst: str = DEFAULT_DST, via: Sequence[str] = DEFAULT_ROUTES,
                    inputs: Any = None, atol: float | None = None, rtol: float | None = None,
                    tolerances: Mapping[str, Any] | None = None, *, cache: bool = True, batch: int = 1,
-                   seed: int = 0, progress: Progress | None = None, trust_model: bool = False, **options: Any):
+                   seed: int = 0, progress: Progress | None = None, trust_model: bool = False,
+                   **options: Any) -> RouteComparison:
     """Validate the same model through several routes; a route that fails is recorded, not raised."""
-    from xvalidate.core.comparison import RouteComparison
     from xvalidate.errors import XValidateError
 
     reports: dict[str, Report] = {}
