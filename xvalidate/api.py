@@ -218,8 +218,10 @@ def _load_sides(sides: Sequence[_Side], progress: Progress | None) -> float:
     with ThreadPoolExecutor(3) as pool:
         inputs = [pool.submit(side.worker.inputs_info, side.path) for side in sides]
         layers = [pool.submit(side.worker.layers, side.path) for side in sides]
-        for side, f_inputs, f_layers in zip(sides, inputs, layers):
-            side.inputs, side.layers = f_inputs.result(), f_layers.result()
+        for side, future in zip(sides, inputs):  # every side's inputs first: their error is the first one raised
+            side.inputs = future.result()
+        for side, future in zip(sides, layers):
+            side.layers = future.result()
     seconds = time.perf_counter() - t0
     _notify(progress, "load", 1, 1)
     return seconds
