@@ -1,11 +1,13 @@
-"""Padding placement of a strided 'same' window: when a window's total padding along an axis is odd
-(a stride 2 on an even size), TensorFlow puts the extra row/column at the bottom/right, other
+"""Padding placement of a strided window: when a window's total padding along an axis is odd (a
+stride 2 on an even size), TensorFlow puts the extra row/column at the bottom/right, other
 implementations at the top/left. Each window then moves by one input pixel, not one output pixel,
 so the output is no shifted copy (padding.shift cannot see it); the hypothesis is tested by
 recomputing the layer on the source's input with each placement: max/average pooling from the
-input alone, a linear convolution from its kernel (the bias cancels in the difference). A
-convolution the destination folded into the BatchNorm after it is recomputed with the
-destination's folded kernel, which carries the BatchNorm's per-channel scale."""
+input alone, a linear convolution from its kernel (the bias cancels in the difference). Two forms:
+a 'same' window (the placement computed as TensorFlow does), and a 'valid' window whose input ends
+in a zero row/column (keras.applications' ZeroPadding2D before a stride 2, which a converter may
+fuse into the window and place first). A convolution the destination folded into the BatchNorm
+after it is recomputed with the destination's folded kernel, which carries the BatchNorm's scale."""
 from __future__ import annotations
 
 import itertools
