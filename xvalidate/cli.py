@@ -412,8 +412,7 @@ def layers(model, name, trust_model):
 def list_adapters() -> None:
     """List the registered adapters and routes."""
     import xvalidate
-
-    from xvalidate.routes.onnx_hub import reachable
+    from xvalidate.registry import reachable
 
     click.echo("adapters: " + ", ".join(xvalidate.adapters()))
     click.echo("routes:   " + ", ".join(xvalidate.route_names()))

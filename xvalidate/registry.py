@@ -50,6 +50,11 @@ def route_names() -> list[str]:
     return sorted(_targets("routes"))
 
 
+def reachable() -> list[tuple[str, str, str]]:
+    """Every (src, dst, via) that a registered route converts, a hub route's compositions included."""
+    return sorted({(src, dst, name) for name in route_names() for src, dst in get_route(name).reachable_pairs()})
+
+
 def register_adapter(name: str, target: str | type) -> None:
     """Register an adapter under `name`: "module:Class" (or the class itself, when a worker can import
     it by that name). The worker processes import the same target."""

@@ -94,6 +94,10 @@ class Route:
             can = ", ".join(f"{a}->{b}" for a, b in self.pairs)
             raise OptionError(f"via={self.name!r} cannot convert {src} to {dst}; it converts {can}")
 
+    def reachable_pairs(self) -> set[tuple[str, str]]:
+        """Every (src, dst) this route converts: its `pairs`, and for a hub route its compositions."""
+        return set(self.pairs)
+
     def convert(self, source: str, src: str, dst: str, out_dir: Path, **options: Any) -> Conversion:
         """Convert the `src` model file `source` to `dst`, writing everything under `out_dir`."""
         raise NotImplementedError

@@ -38,6 +38,12 @@ class OnnxRoute(Route):
             return
         super().check(src, dst)
 
+    def reachable_pairs(self) -> set[tuple[str, str]]:
+        """Its own pairs and every (src, dst) the hub composes from an exporter route and an importer."""
+        from xvalidate.routes.onnx_hub import composed_pairs
+
+        return set(self.pairs) | composed_pairs()
+
     def pairing_name(self, name: str) -> str:
         """tf2onnx keeps TensorFlow's tensor names (`model/conv1/Relu:0`), MXNet's exporter keeps Gluon's
         (`resnetv10_conv0_fwd`), and MXNet's importer spells both as output names (`..._output`)."""

@@ -33,15 +33,21 @@ def exporter_for(src: str) -> Route | None:
     return None
 
 
-def reachable() -> list[tuple[str, str, str]]:
-    """Every (src, dst, via) that a registered route converts, the hub's compositions included."""
-    triples = set()
+def composed_pairs() -> set[tuple[str, str]]:
+    """Every (src, dst) the hub composes: src exported to ONNX by another route, dst an importer."""
+    pairs = set()
     for name in route_names():
-        route = get_route(name)
-        triples |= {(src, dst, name) for src, dst in getattr(route, "pairs", ())}
-        if name != HUB and any(dst == "onnx" for _, dst in getattr(route, "pairs", ())):
-            triples |= {(src, dst, HUB) for src, d in route.pairs if d == "onnx" for dst in IMPORTERS}
-    return sorted(triples)
+        if name != HUB:
+            pairs |= {(src, dst) for src, d in getattr(get_route(name), "pairs", ()) if d == "onnx"
+                      for dst in IMPORTERS}
+    return pairs
+
+
+def reachable() -> list[tuple[str, str, str]]:
+    """Every (src, dst, via) that a registered route converts (xvalidate.registry.reachable)."""
+    from xvalidate.registry import reachable as every
+
+    return every()
 
 
 def compose(source: str, src: str, dst: str, out_dir: Path, **options: Any) -> Conversion:
