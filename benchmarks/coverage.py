@@ -95,6 +95,10 @@ def _fmt(v) -> str:
     return "-" if v is None else (f"{v:.1e}" if isinstance(v, float) else str(v))
 
 
+def _seconds(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def counts(results: dict) -> dict:
     """{route: {"PASS": n, "FAIL": n, "ERROR": n}} and the totals under "all"."""
     out: dict = {}
@@ -132,7 +136,7 @@ def to_markdown(results: dict, notes: list[str] | None = None) -> str:
                 paired = f"{c['paired']} of {c['src_layers']}" if "paired" in c else "-"
                 worst = f"{c['worst']} ({_fmt(c['worst_max_abs'])})" if c.get("worst") else "-"
                 lines.append(f"| {model} | {route} | {c['verdict']} | {paired} | {_fmt(c.get('final_max_abs'))} | "
-                             f"{worst} | {_fmt(c.get('convert_s'))} |")
+                             f"{worst} | {_seconds(c.get('convert_s'))} |")
                 if c["verdict"] != "PASS":
                     reasons.append(f"- **{model}**, {route}, {c['verdict']}: {c['reason']}")
             if entry.get("note"):
