@@ -21,7 +21,9 @@ The selected tests must pass on the unmutated code first (mutmut stops otherwise
 """
 from __future__ import annotations
 
+import ast
 import collections
+import difflib
 import filecmp
 import os
 import re
@@ -100,6 +102,28 @@ def scores(scratch: Path) -> dict[str, collections.Counter]:
     return per_module
 
 
+def _diff(scratch: Path, name: str, sources: dict) -> str:
+    """The changed lines of mutant `name` (module.x_function__mutmut_N): its function against the original
+    in mutmut's mutants/ copy (one `mutmut show` per survivor takes a second or more); `mutmut show`
+    when that copy does not have them."""
+    module, _, function = name.rpartition(".")  # a method's function: xǁClassǁmethod__mutmut_N
+    path = scratch / "mutants" / (module.replace(".", "/") + ".py")
+    if path not in sources:
+        text = path.read_text() if path.is_file() else ""
+        tree = ast.parse(text) if text else None
+        sources[path] = {n.name: ast.get_source_segment(text, n) or "" for n in ast.walk(tree)
+                         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} if tree else {}
+    functions = sources[path]
+    orig = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    if function not in functions or orig not in functions:
+        return subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, capture_output=True,
+                              text=True).stdout
+    a = functions[orig].replace(orig, "_").splitlines()
+    b = functions[function].replace(function, "_").splitlines()
+    return "\n".join(line for line in difflib.unified_diff(a, b, lineterm="", n=0)
+                     if line[:1] in "+-" and line[:3] not in ("+++", "---")) + "\n"
+
+
 def _table(table: dict[str, collections.Counter]) -> str:
     lines = [f"{'module':32} {'killed':>7} {'total':>6} {'score':>7}  other"]
     for module, counts in sorted(table.items()):
@@ -136,11 +160,10 @@ def run(scratch: Path, patterns: list[str]) -> int:
     print("\n" + _table(table))
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=scratch, capture_output=True,
                              text=True).stdout
+    sources: dict[Path, dict[str, str]] = {}
     for name, _, status in (line.strip().rpartition(": ") for line in listing.splitlines()):
         if name and status in ("survived", "no tests"):
-            shown = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, capture_output=True,
-                                   text=True).stdout
-            survivors.append(f"# {name}\n{shown}")
+            survivors.append(f"# {name} ({status})\n{_diff(scratch, name, sources)}")
     (scratch / "survivors.txt").write_text("\n".join(survivors))
     print(f"\n{len(survivors)} surviving mutants: {scratch / 'survivors.txt'}")
     (scratch / "scores.txt").write_text(_table(table))
