@@ -110,9 +110,9 @@ def _diff(scratch: Path, name: str, sources: dict) -> str:
     path = scratch / "mutants" / (module.replace(".", "/") + ".py")
     if path not in sources:
         text = path.read_text() if path.is_file() else ""
-        tree = ast.parse(text) if text else None
-        sources[path] = {n.name: ast.get_source_segment(text, n) or "" for n in ast.walk(tree)
-                         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} if tree else {}
+        lines = text.splitlines()
+        sources[path] = {n.name: "\n".join(lines[n.lineno - 1:n.end_lineno]) for n in ast.walk(ast.parse(text))
+                         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     functions = sources[path]
     orig = function.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
     if function not in functions or orig not in functions:
