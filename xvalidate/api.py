@@ -26,6 +26,7 @@ from xvalidate.errors import InputFileError, InputShapeError, OptionError
 from xvalidate.inputs import load_input_batch, pair_inputs
 from xvalidate.option_checks import check_layer_map_shapes, check_tolerance_names
 from xvalidate.registry import get_adapter
+from xvalidate.stability import probe
 from xvalidate.worker import get_worker
 DEFAULT_MEMORY_BUDGET = int(float(os.environ.get("XVALIDATE_MEMORY_BUDGET", 2 * 1024**3)))
 
@@ -183,6 +184,10 @@ def _compare_paths(src: str, src_path: str, dst: str, dst_path: str, inputs: Any
                           "outputs": _model_outputs(sides[0].layers, rows)})
     if finished_hops:
         _add_hops(report, sides, (names[0], through.source, names[1]), finished_hops)
+    if "src" not in saved:  # a failure the source's own float32 sensitivity explains says so
+        stability = probe(report, sides[0].worker, src_path, x, seed)
+        if stability is not None:
+            report.meta["stability"] = stability
     return report
 
 

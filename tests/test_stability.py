@@ -1,0 +1,56 @@
+"""The stability probe: a failing root that the source's own float32 sensitivity explains says so; a real
+difference does not get the note; nothing runs for a passing report or integer-only inputs."""
+import numpy as np
+
+from xvalidate.core.report import LayerResult, Report
+from xvalidate.stability import NOISE, probe
+
+X = np.random.default_rng(0).uniform(0.5, 1.5, (3, 8)).astype(np.float32)
+
+
+class Source:
+    """A worker stand-in: `layer` = f(x), `out` = its sum; records the inputs it ran."""
+
+    def __init__(self, f):
+        self.f, self.ran = f, []
+
+    def run(self, path, x, layers=None):
+        self.ran.append(np.array(x))
+        value = self.f(np.asarray(x, np.float64))
+        return {"layer": value, "out": value.sum(axis=1, keepdims=True)}
+
+
+def failing_report(differs: float) -> Report:
+    root = LayerResult(index=0, src="layer", dst="d0", match="name", passed=False, cause="numerical: small",
+                       metrics={"max_abs": differs})
+    out = LayerResult(index=1, src="out", dst="d1", match="name", passed=False, metrics={"max_abs": differs})
+    return Report(src="toy", dst="toy", src_model="m", dst_model="m", layers=[root, out], passed=False,
+                  first_divergence=root, roots=[root])
+
+
+def test_a_root_the_sources_own_sensitivity_explains_says_so():
+    chaotic = Source(lambda x: np.sin(1e9 * x))         # float32 rounding of x moves it by O(1)
+    report = failing_report(0.5)
+    found = probe(report, chaotic, "m", {"x": X})
+    assert found["noise"] == NOISE and found["layers"]["layer"]["moved"] > 0.05
+    assert "unstable model" in report.roots[0].cause and report.roots[0].cause.startswith("numerical: small")
+    assert len(chaotic.ran) == 2 and chaotic.ran[0].shape == (1, 8)  # the first sample, plain and moved
+    assert not np.array_equal(chaotic.ran[0], chaotic.ran[1])
+    assert not report.passed
+
+
+def test_a_real_difference_gets_no_note():
+    stable = Source(lambda x: 2.0 * x)
+    report = failing_report(0.5)
+    found = probe(report, stable, "m", {"x": X})
+    assert found["layers"]["layer"]["moved"] < 1e-5
+    assert report.roots[0].cause == "numerical: small"
+
+
+def test_nothing_runs_for_a_pass_or_integer_inputs():
+    source = Source(lambda x: x)
+    passing = failing_report(0.5)
+    passing.passed = True
+    assert probe(passing, source, "m", {"x": X}) is None
+    assert probe(failing_report(0.5), source, "m", {"ids": np.arange(8)[None].repeat(3, 0)}) is None
+    assert source.ran == []

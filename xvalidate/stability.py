@@ -1,0 +1,65 @@
+"""Is a divergence the source model's own float32 sensitivity? When a comparison fails, the source
+runs again on its first sample, once as is and once with every float input moved by float32
+rounding (relative noise of NOISE). A root whose source layer moves by itself about as much as the
+destination differs from it shows no conversion fault: an ill-conditioned model (random weights
+giving huge logits, near ties under a softmax) turns any re-ordering of float32 arithmetic into
+differences of that size. The cause of such a root says so; the verdict stays a failure, since the
+outputs do differ on this input."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from xvalidate.errors import XValidateError
+
+NOISE = 1e-7      # relative input noise: float32 rounding of the input values
+COMPARABLE = 0.1  # the source moving by this fraction of the observed difference counts as "as much"
+
+
+def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed: int = 0) -> dict | None:
+    """Annotate the roots of a failing `report` that the source's own sensitivity explains; return
+    {"noise", "layers": {layer: {"moved", "differs"}}} (None when not run: a passing report, no float
+    input, or a source that cannot run again)."""
+    if report.passed or not report.roots or not hasattr(worker, "run"):
+        return None
+    first = {name: np.asarray(a[:1]) for name, a in x.items()}
+    if not any(a.dtype.kind == "f" for a in first.values()):
+        return None
+    rng = np.random.default_rng(seed)
+    moved_input = {name: (a * (1 + NOISE * rng.standard_normal(a.shape))).astype(a.dtype) if a.dtype.kind == "f"
+                   else a for name, a in first.items()}
+    names = [root.src for root in report.roots] + [report.layers[-1].src]
+    try:
+        plain, moved = (worker.run(path, _one_or_dict(inputs), names) for inputs in (first, moved_input))
+    except XValidateError:  # a nicety of the diagnosis: never a reason to fail the comparison
+        return None
+    rows = {row.src: row for row in [*report.layers, *report.roots]}  # a root may be blamed on an unpaired layer
+    layers = {}
+    for name in dict.fromkeys(names):
+        differs = (rows[name].metrics or {}).get("max_abs")
+        if name in plain and name in moved and differs:
+            layers[name] = {"moved": _max_abs(plain[name], moved[name]), "differs": float(differs)}
+    for root in report.roots:
+        seen = layers.get(root.src)
+        if seen and seen["moved"] >= COMPARABLE * seen["differs"]:
+            root.cause = f"{root.cause} -- {_sentence(seen, layers.get(report.layers[-1].src))}"
+    return {"noise": NOISE, "layers": layers}
+
+
+def _sentence(at_root: dict, at_output: dict | None) -> str:
+    output = "" if at_output is None else (f", its output by {at_output['moved']:.3g} (this comparison's "
+                                           f"final difference: {at_output['differs']:.3g})")
+    return (f"unstable model: moving the input by {NOISE:g} of its values (float32 rounding) moves the source's "
+            f"own value here by {at_root['moved']:.3g} (the destination differs by {at_root['differs']:.3g})"
+            f"{output}; differences of this size come from the model's sensitivity on this input, not from "
+            "the conversion: validate with other inputs or trained weights")
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        return float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _one_or_dict(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
