@@ -111,5 +111,5 @@ def test_the_body_has_a_section_for_each_part_of_the_report():
     plain = report_body(Report("keras", "onnx", "m.h5", "m.onnx", [rows()[0]]))
     assert plain.startswith('<h1 class="pass">PASS: keras &rarr; onnx</h1>')
     for absent in ("First divergence", "Roots of divergence", "Unmatched", "Why these", "Timings", "Artifacts",
-                   "isolated max_abs", "tolerance"):
+                   "isolated max_abs", "tolerance 1e"):
         assert absent not in plain
