@@ -1,6 +1,6 @@
 """Is a divergence the source model's own float32 sensitivity? When a comparison fails, the source
-runs again on its first sample, once as is and once with every float input moved by float32
-rounding (relative noise of NOISE). A root whose source layer moves by itself about as much as the
+runs again on its first sample, once as is and DRAWS times with every float input moved by float32
+rounding (relative noise of NOISE); the largest movement counts. A root whose source layer moves by itself about as much as the
 destination differs from it shows no conversion fault: an ill-conditioned model (random weights
 giving huge logits, near ties under a softmax) turns any re-ordering of float32 arithmetic into
 differences of that size. The cause of such a root says so; the verdict stays a failure, since the
@@ -15,6 +15,7 @@ from xvalidate.errors import XValidateError
 
 NOISE = 1e-7      # relative input noise: float32 rounding of the input values
 COMPARABLE = 0.1  # the source moving by this fraction of the observed difference counts as "as much"
+DRAWS = 3         # noisy runs; a near tie (a softmax over huge logits) flips on some draws only
 
 
 def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed: int = 0) -> dict | None:
@@ -27,24 +28,29 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
     if not any(a.dtype.kind == "f" for a in first.values()):
         return None
     rng = np.random.default_rng(seed)
-    moved_input = {name: (a * (1 + NOISE * rng.standard_normal(a.shape))).astype(a.dtype) if a.dtype.kind == "f"
-                   else a for name, a in first.items()}
     names = [root.src for root in report.roots] + [report.layers[-1].src]
     try:
-        plain, moved = (worker.run(path, _one_or_dict(inputs), names) for inputs in (first, moved_input))
+        plain = worker.run(path, _one_or_dict(first), names)
+        runs = [worker.run(path, _one_or_dict(_moved(first, rng)), names) for _ in range(DRAWS)]
     except XValidateError:  # a nicety of the diagnosis: never a reason to fail the comparison
         return None
     rows = {row.src: row for row in [*report.layers, *report.roots]}  # a root may be blamed on an unpaired layer
     layers = {}
     for name in dict.fromkeys(names):
         differs = (rows[name].metrics or {}).get("max_abs")
-        if name in plain and name in moved and differs:
-            layers[name] = {"moved": _max_abs(plain[name], moved[name]), "differs": float(differs)}
+        if name in plain and differs and all(name in run for run in runs):
+            layers[name] = {"moved": max(_max_abs(plain[name], run[name]) for run in runs), "differs": float(differs)}
     for root in report.roots:
         seen = layers.get(root.src)
         if seen and seen["moved"] >= COMPARABLE * seen["differs"]:
             root.cause = f"{root.cause} -- {_sentence(seen, layers.get(report.layers[-1].src))}"
     return {"noise": NOISE, "layers": layers}
+
+
+def _moved(inputs: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The float inputs with every value moved by NOISE of itself (random sign and size); the others as they are."""
+    return {name: (a * (1 + NOISE * rng.standard_normal(a.shape))).astype(a.dtype) if a.dtype.kind == "f" else a
+            for name, a in inputs.items()}
 
 
 def _sentence(at_root: dict, at_output: dict | None) -> str:
