@@ -36,7 +36,7 @@ MODULES = ["xvalidate/core/*", "xvalidate/cache.py", "xvalidate/worker.py", "xva
 # tests that load no framework (numpy, the toy adapter and toy routes only): seconds, not minutes
 FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
-              "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cache*.py",
+              "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cli_options.py", "test_cache*.py",
               "test_reliability_cache.py", "test_reliability_files.py", "test_worker.py"]
 IN_PROCESS_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
