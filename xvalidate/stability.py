@@ -43,7 +43,7 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
     for root in report.roots:
         seen = layers.get(root.src)
         if seen and seen["moved"] >= COMPARABLE * seen["differs"]:
-            root.cause = f"{root.cause} -- {_sentence(seen, layers.get(report.layers[-1].src))}"
+            root.cause = f"{root.cause} -- {_sentence(seen)}"
     return {"noise": NOISE, "layers": layers}
 
 
@@ -53,13 +53,11 @@ def _moved(inputs: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[s
             for name, a in inputs.items()}
 
 
-def _sentence(at_root: dict, at_output: dict | None) -> str:
-    output = "" if at_output is None else (f", its output by {at_output['moved']:.3g} (this comparison's "
-                                           f"final difference: {at_output['differs']:.3g})")
+def _sentence(at_root: dict) -> str:
     return (f"unstable model: moving the input by {NOISE:g} of its values (float32 rounding) moves the source's "
-            f"own value here by {at_root['moved']:.3g} (the destination differs by {at_root['differs']:.3g})"
-            f"{output}; differences of this size come from the model's sensitivity on this input, not from "
-            "the conversion: validate with other inputs or trained weights")
+            f"own value here by {at_root['moved']:.3g} (the destination differs by {at_root['differs']:.3g}); "
+            "differences of this size come from the model's sensitivity on this input, not from the conversion: "
+            "validate with other inputs or trained weights")
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
