@@ -70,6 +70,12 @@ def test_a_root_whose_partner_is_the_value_before_its_activation_lacks_that_acti
     # near miss: the tensor above holds something else: not an activation lacking
     _, roots = run(src_layers, dst_layers, src, {"a": a, "mm": -pre, "r": -pre, "o": -pre @ w})
     assert [r.src for r in roots] == ["r"] and "tensor 'mm'" not in roots[0].cause
+    # near miss: the partner is the relu of the tensor above (the destination applies it); both differ from
+    # the source by rounding-sized noise beyond the tolerance: nothing lacks
+    off = pre + 1e-3 * np.random.default_rng(5).standard_normal(pre.shape)
+    _, roots = run(src_layers, dst_layers, src, {"a": a, "mm": off, "r": np.maximum(off, 0),
+                                                 "o": np.maximum(off, 0) @ w})
+    assert [r.src for r in roots] == ["r"] and "lacks" not in roots[0].cause, roots[0].cause
 
 
 def test_an_extra_activation_between_a_producer_and_the_root_is_named_on_the_root():

@@ -88,14 +88,23 @@ def _own_activation_lacking(row, kept, src_info) -> LayerResult | None:
     own = src_info.get(row.src)
     if own is None or own.kinds[-1] not in ACTIVATIONS or row.src not in src_t:
         return None
+    partner = _in_source_layout(src_t[row.src], dst_t.get(row.dst))
     for name in kept.get("dst_above", []):  # its partner is not its output: is the value before it there?
         moved = _in_source_layout(src_t[row.src], dst_t.get(name))
         lacking = None if moved is None else activation.missing(moved, src_t[row.src])
-        if lacking:
+        if lacking and not _applies(lacking, moved, partner):
             row.cause = (f"activation: the destination lacks the {lacking} of {describe(own)}: tensor {name!r}, "
                          f"above its partner {row.dst!r}, holds the value before it; add the {lacking}")
             return row
     return None
+
+
+def _applies(name: str, before: np.ndarray, partner: np.ndarray | None) -> bool:
+    """The partner is the activation `name` of the tensor above it: the destination does apply it."""
+    if partner is None:
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        return close(activation.ACTIVATIONS[name](before), partner)
 
 
 def _edge(row, ups, kept, src_info) -> LayerResult | None:
