@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -214,28 +213,9 @@ print(r.passed, r.inputs.get("chunk"))
 
 
 def _peak_tree_rss(cmd: list[str]) -> tuple[float, str]:
-    import psutil
+    from process_memory import run_watched
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    parent = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            try:
-                procs = [parent] + parent.children(recursive=True)
-                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    out, _ = proc.communicate()
-    done.set()
-    thread.join()
+    _, _, peak, out = run_watched(cmd)
     return peak / 2**30, out.strip()
 
 

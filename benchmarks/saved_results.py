@@ -13,11 +13,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,29 +24,11 @@ RESNET50_BYTES_PER_SAMPLE = 148e6  # keras capture-all of ResNet50 (docs/perform
 
 def measured(cmd: list[str]) -> dict:
     """Run `cmd`; its exit code, wall seconds, last output lines and the peak RSS of its process tree."""
-    import psutil
+    from process_memory import run_watched
 
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    parent, peak, done = psutil.Process(proc.pid), 0, threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            try:
-                procs = [parent] + parent.children(recursive=True)
-                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    out, _ = proc.communicate()
-    done.set()
-    thread.join()
-    return {"cmd": " ".join(Path(c).name if i < 3 else c for i, c in enumerate(cmd)), "exit": proc.returncode,
-            "seconds": time.perf_counter() - t0, "peak_gib": peak / 2**30, "output": out.strip().splitlines()[-3:]}
+    code, seconds, peak, out = run_watched(cmd, merge_stderr=True)
+    return {"cmd": " ".join(Path(c).name if i < 3 else c for i, c in enumerate(cmd)), "exit": code,
+            "seconds": seconds, "peak_gib": peak / 2**30, "output": out.strip().splitlines()[-3:]}
 
 
 def capture(h5: str, path: Path, batch: int, budget: float | None = None) -> dict:
