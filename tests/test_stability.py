@@ -54,3 +54,26 @@ def test_nothing_runs_for_a_pass_or_integer_inputs():
     assert probe(passing, source, "m", {"x": X}) is None
     assert probe(failing_report(0.5), source, "m", {"ids": np.arange(8)[None].repeat(3, 0)}) is None
     assert source.ran == []
+
+
+def agreeing_outputs_report(differs: float) -> Report:
+    """The inner layer fails, the model's output agrees."""
+    report = failing_report(differs)
+    report.layers[1].passed = True
+    report.meta["outputs"] = [{"src": "out", "dst": "d1", "passed": True, "max_abs": 0.0}]
+    return report
+
+
+def test_outputs_agreeing_and_every_difference_explained_pass_with_a_note():
+    report = agreeing_outputs_report(0.5)
+    found = probe(report, Source(lambda x: np.sin(1e9 * x)), "m", {"x": X})
+    assert report.passed and report.roots == [] and report.first_divergence is None
+    assert report.layers[0].passed and report.layers[0].note.startswith("within the source's own float32 sensitivity")
+    assert found["verdict"].startswith("every difference within")
+
+
+def test_a_difference_the_source_does_not_show_keeps_the_failure_even_when_outputs_agree():
+    report = agreeing_outputs_report(0.5)
+    found = probe(report, Source(lambda x: 2.0 * x), "m", {"x": X})
+    assert not report.passed and [r.src for r in report.roots] == ["layer"] and "verdict" not in found
+    assert not report.layers[0].passed and report.layers[0].note is None
