@@ -9,13 +9,14 @@ diffs to survivors.txt there (`mutmut show NAME` in that folder).
     python tools/mutation.py "xvalidate.core.metrics*" "xvalidate.cli*"   some mutants only
     MUTATION_JOBS=2 python tools/mutation.py       more processes (default 1)
     MUTATION_TESTS="test_metrics*.py,test_cli.py" python tools/mutation.py   other tests (globs in tests/)
+    MUTATION_FROM=HEAD python tools/mutation.py    the files of a commit instead of the work tree (others'
+                                                   half-done edits left out)
 
 Mutants of xvalidate/core and xvalidate/report run against IN_PROCESS_TESTS only (numpy in the
 pytest process, no worker process): a test that starts a worker costs seconds per mutant on a busy
 machine. With no mutant globs, those two and the rest (cli, cache, worker, against FAST_TESTS) run
-as parts, in MUTATION_DIR/core, MUTATION_DIR/report and MUTATION_DIR/rest.
-    MUTATION_FROM=HEAD python tools/mutation.py    the files of a commit instead of the work tree (others'
-                                                   half-done edits left out)
+as parts, in MUTATION_DIR/core, MUTATION_DIR/report and MUTATION_DIR/rest. scores.txt beside
+survivors.txt holds the table.
 
 The selected tests must pass on the unmutated code first (mutmut stops otherwise).
 """
