@@ -53,9 +53,8 @@ def svg_plot(series: Sequence[tuple[str, Sequence[float], Sequence[float | None]
     out.append(f'<text x="{(left + width) / 2:.0f}" y="{height - 8}" text-anchor="middle" font-size="12">{escape(x_label)}</text>'
                f'<text x="14" y="{height / 2:.0f}" transform="rotate(-90 14 {height / 2:.0f})" text-anchor="middle" '
                f'font-size="12">{escape(y_label)}</text>')
-    for tick in range(5):
-        xv = x0 + (x1 - x0) * tick / 4
-        out.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11">{xv:.0f}</text>')
+    for xv in sorted({round(x0 + (x1 - x0) * tick / 4) for tick in range(5)}):  # layer indices: whole, each once
+        out.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 16}" text-anchor="middle" font-size="11">{xv}</text>')
     if hline is not None and hline > 0:
         y = sy(hline)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#b3261e" '
