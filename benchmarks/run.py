@@ -7,6 +7,7 @@ Writes benchmarks/results.json and prints a table. See docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -242,7 +243,10 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XVALIDATE_CACHE_DIR", tempfile.mkdtemp(prefix="xvalidate-bench-cache-"))
+    if "XVALIDATE_CACHE_DIR" not in os.environ:  # a cache of the run's own, removed when it ends
+        cache = tempfile.mkdtemp(prefix="xvalidate-bench-cache-")
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
+        os.environ["XVALIDATE_CACHE_DIR"] = cache
     models = build_models(work)
     chosen = args.only or BENCHES
     rows = []
