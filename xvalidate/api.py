@@ -23,7 +23,7 @@ from xvalidate.core.report import Report
 from xvalidate.core.tolerances import Tolerances
 from xvalidate.defaults import DEFAULT_DST, DEFAULT_ROUTES, DEFAULT_SRC, DEFAULT_VIA
 from xvalidate.errors import InputFileError, InputShapeError, OptionError
-from xvalidate.inputs import load_input_batch, pair_inputs
+from xvalidate.inputs import load_input_batch, one_or_dict, pair_inputs
 from xvalidate.option_checks import check_layer_map_shapes, check_tolerance_names
 from xvalidate.registry import get_adapter
 from xvalidate.stability import probe
@@ -289,8 +289,8 @@ def _run_sides(pool: ThreadPoolExecutor, sides: Sequence[_Side], part: Mapping[s
                input_pairs: Sequence, seconds: dict[str, float]) -> list[dict[str, np.ndarray]]:
     """Every side's outputs on one chunk, run in parallel: the source on `part`, the others on it under their
     own input names and layouts. Adds each side's run time to `seconds` ("src", "dst", "hub")."""
-    futures = [pool.submit(_timed, sides[0].worker.run, sides[0].path, _one_or_dict(part))]
-    futures += [pool.submit(_timed, side.worker.run, side.path, _one_or_dict(_to_dst(part, pairs)))
+    futures = [pool.submit(_timed, sides[0].worker.run, sides[0].path, one_or_dict(part))]
+    futures += [pool.submit(_timed, side.worker.run, side.path, one_or_dict(_to_dst(part, pairs)))
                 for side, pairs in zip(sides[1:], input_pairs)]
     outputs = []
     for key, future in zip(("src", "dst", "hub"), futures):
@@ -339,7 +339,7 @@ def _hop_differs(through, sides: Sequence[_Side], outputs: Sequence[Mapping[str,
 def _add_isolated(runs: _Runs, dst: _Side, part: Mapping[str, np.ndarray], input_pairs: Sequence,
                   src_out: Mapping[str, np.ndarray]) -> None:
     """Every destination layer again, on the source's values of its paired inputs, folded into the Differ."""
-    iso_out, took = _timed(dst.worker.run, dst.path, _one_or_dict(_to_dst(part, input_pairs)), None,
+    iso_out, took = _timed(dst.worker.run, dst.path, one_or_dict(_to_dst(part, input_pairs)), None,
                            runs.differ.feeds(src_out))
     runs.run_seconds["isolated"] = runs.run_seconds.get("isolated", 0.0) + took
     t1 = time.perf_counter()
@@ -475,11 +475,6 @@ def _check_fits(x: np.ndarray, info, path: str) -> None:
         shape = "(None, " + ", ".join("None" if d is None else str(d) for d in want) + ")"
         raise InputShapeError(f"{path}: input {info.name!r} in the destination's layout ({info.layout}) has shape "
                               f"{tuple(x.shape)}, but the model expects {shape}")
-
-
-def _one_or_dict(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
-    """What a worker's run() takes: the array of a single-input model, else {input name: array}."""
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
 def _to_dst(part: Mapping[str, np.ndarray], input_pairs: Sequence) -> dict[str, np.ndarray]:

@@ -249,6 +249,11 @@ def _preprocess(rgb: np.ndarray, how: str) -> np.ndarray:
     return rgb
 
 
+def one_or_dict(arrays: Mapping[str, np.ndarray]) -> np.ndarray | Mapping[str, np.ndarray]:
+    """What a worker's run() takes: the array of a single-input model, else {input name: array}."""
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
 def pair_inputs(src_infos: Sequence, dst_infos: Sequence, where: str) -> list[tuple]:
     """(source input, destination input) pairs: by name first (a ':0' suffix ignored), the rest
     by position. Models with different numbers of inputs raise InputShapeError."""

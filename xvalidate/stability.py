@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from xvalidate.errors import XValidateError
+from xvalidate.inputs import one_or_dict
 
 NOISE = 1e-7      # relative input noise: float32 rounding of the input values
 COMPARABLE = 0.1  # the source moving by this fraction of the observed difference counts as "as much"
@@ -33,8 +34,8 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
     failing = [row for row in report.layers if not row.passed]
     names = [root.src for root in report.roots] + [row.src for row in failing] + [report.layers[-1].src]
     try:
-        plain = worker.run(path, _one_or_dict(first), names)
-        runs = [worker.run(path, _one_or_dict(_moved(first, rng)), names) for _ in range(DRAWS)]
+        plain = worker.run(path, one_or_dict(first), names)
+        runs = [worker.run(path, one_or_dict(_moved(first, rng)), names) for _ in range(DRAWS)]
     except XValidateError:  # a nicety of the diagnosis: never a reason to fail the comparison
         return None
     rows = {row.src: row for row in [*report.layers, *report.roots]}  # a root may be blamed on an unpaired layer
@@ -88,7 +89,3 @@ def _sentence(at_root: dict) -> str:
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
     with np.errstate(invalid="ignore"):
         return float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
-def _one_or_dict(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays

@@ -56,7 +56,8 @@ def _write_chunks(writer: ResultWriter, worker: Any, source: str, x: dict[str, n
                   layers: Sequence[str] | None, layer_infos: Sequence, budget: int, progress: Any) -> float:
     """Run the batch `x` one chunk at a time and write each chunk's outputs before the next runs; chunks are
     sized from the layers' shapes, or else from what the first one cost. Returns the seconds spent running."""
-    from xvalidate.api import _bytes_per_sample, _chunk_for, _nbytes, _notify, _one_or_dict
+    from xvalidate.api import _bytes_per_sample, _chunk_for, _nbytes, _notify
+    from xvalidate.inputs import one_or_dict
 
     n = len(next(iter(x.values())))
     estimate = _bytes_per_sample(layer_infos)
@@ -67,7 +68,7 @@ def _write_chunks(writer: ResultWriter, worker: Any, source: str, x: dict[str, n
         _notify(progress, "run", start, n)
         part = {name: a[start:start + chunk] for name, a in x.items()}
         t1 = time.perf_counter()
-        outputs = worker.run(source, _one_or_dict(part), list(layers) if layers else None)
+        outputs = worker.run(source, one_or_dict(part), list(layers) if layers else None)
         run_s += time.perf_counter() - t1
         writer.add_chunk(outputs)
         size = len(next(iter(part.values())))
