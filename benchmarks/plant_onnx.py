@@ -177,21 +177,28 @@ def relu_added(model, tensor: str, rng=None) -> str:
     return f"a Relu inserted after {tensor}"
 
 
+def _pads_moved(node: onnx.NodeProto, strides: list[int], pads: list[int], moved: list[int], expected: str) -> str:
+    """Set `node`'s pads from `pads` to `moved` (the same amounts on other sides); refuse another node."""
+    found = list(_attr(node, "pads", [0, 0, 0, 0]))
+    if found != pads or list(_attr(node, "strides", [1, 1])) != strides:
+        raise ValueError(f"{node.name}: pads {found}, not {expected}")
+    _set_attr(node, "pads", moved)
+    return f"{node.name}'s pads {_spelled(pads)} -> {_spelled(moved)}"
+
+
+def _spelled(pads: list[int]) -> str:
+    return "[" + ",".join(str(p) for p in pads) + "]"
+
+
 def padding_moved(model, conv: onnx.NodeProto, rng=None) -> str:
-    pads = list(_attr(conv, "pads", [0, 0, 0, 0]))
-    if pads != [1, 1, 1, 1] or list(_attr(conv, "strides", [1, 1])) != [1, 1]:
-        raise ValueError(f"{conv.name}: pads {pads}, not a symmetric 1-pixel padding at stride 1")
-    _set_attr(conv, "pads", [0, 0, 2, 2])
-    return f"{conv.name}'s pads [1,1,1,1] -> [0,0,2,2] (same size, content shifted)"
+    what = _pads_moved(conv, [1, 1], [1, 1, 1, 1], [0, 0, 2, 2], "a symmetric 1-pixel padding at stride 1")
+    return f"{what} (same size, content shifted)"
 
 
 def strided_padding_moved(model, node: onnx.NodeProto, rng=None) -> str:
     """A stride-2 window's odd extra padding moved from the bottom/right (TensorFlow) to the top/left."""
-    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
-    if pads != [0, 0, 1, 1] or list(_attr(node, "strides", [1, 1])) != [2, 2]:
-        raise ValueError(f"{node.name}: pads {pads}, not TensorFlow's 'same' of a stride 2 on even sizes")
-    _set_attr(node, "pads", [1, 1, 0, 0])
-    return f"{node.name}'s pads [0,0,1,1] -> [1,1,0,0] (stride 2: the extra row/column at the top/left)"
+    what = _pads_moved(node, [2, 2], [0, 0, 1, 1], [1, 1, 0, 0], "TensorFlow's 'same' of a stride 2 on even sizes")
+    return f"{what} (stride 2: the extra row/column at the top/left)"
 
 
 def avgpool_counts_padding(model, pool: onnx.NodeProto, rng=None) -> str:

@@ -1,14 +1,13 @@
 """A comparison of routes as the terminal (colour console) and the HTML page show it: the verdict's
 colour, the summary's columns and failing rows, how many layers the side-by-side table keeps, and
 the page's parts."""
-import io
 import re
-
-from rich.console import Console
 
 from xvalidate.core.comparison import RouteComparison
 from xvalidate.core.report import METRIC_NAMES, LayerResult, Report
 from xvalidate.report.routes import SUMMARY_COLUMNS, render_comparison, write_comparison_html
+
+from test_report_styles import styled
 
 RED, GREEN = "color: #800000; text-decoration-color: #800000", "color: #008000; text-decoration-color: #008000"
 
@@ -30,12 +29,7 @@ def comparison(n=30, onnx_fails=True):
 
 
 def shown(comp, **kwargs):
-    console = Console(file=io.StringIO(), record=True, width=250, force_terminal=True, color_system="standard")
-    render_comparison(comp, console, **kwargs)
-    html = console.export_html(inline_styles=True, code_format="{code}", clear=False)
-    spans = [(m.group(1), m.group(2).replace("&gt;", ">")) for m in
-             re.finditer(r'<span style="([^"]*)">(.*?)</span>', html, re.S)]
-    return spans, console.export_text()
+    return styled(lambda console: render_comparison(comp, console, **kwargs), 250)
 
 
 def test_the_terminal_comparison_colours_the_verdict_and_failing_routes():

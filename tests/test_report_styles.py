@@ -18,14 +18,20 @@ def metrics(max_abs, mismatched=0):
     return m
 
 
-def shown(report, **kwargs):
-    """[(style, text)] of the styled spans, and the plain text."""
-    console = Console(file=io.StringIO(), record=True, width=160, force_terminal=True, color_system="standard")
-    render(report, console, **kwargs)
+def styled(draw, width: int):
+    """[(style, text)] of the styled spans, and the plain text, of what `draw(console)` prints on a
+    recording colour console `width` columns wide."""
+    console = Console(file=io.StringIO(), record=True, width=width, force_terminal=True, color_system="standard")
+    draw(console)
     html = console.export_html(inline_styles=True, code_format="{code}", clear=False)
     spans = [(m.group(1), m.group(2).replace("&gt;", ">")) for m in
              re.finditer(r'<span style="([^"]*)">(.*?)</span>', html, re.S)]
     return spans, console.export_text()
+
+
+def shown(report, **kwargs):
+    """[(style, text)] of the styled spans, and the plain text."""
+    return styled(lambda console: render(report, console, **kwargs), 160)
 
 
 def style_of(spans, start):

@@ -5,22 +5,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from xvalidate.cli import main
 from xvalidate.errors import XValidateError
 from xvalidate.saved import FORMAT, VERSION, SavedResult
 from xvalidate.saved.writer import ResultWriter
 
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, message):
-    assert result.exit_code == 2, result.output
-    assert message in result.output and "Traceback" not in result.output, result.output
-    assert len(result.output.strip().splitlines()) == 1, result.output
+from test_cli_exit_codes import invoke, one_line_error
 
 
 def save(model, path, *args):
