@@ -27,12 +27,15 @@ def check(ev: Evidence) -> str | None:
     op, x, size, strides, pads, kernel = setup
     if op != "conv" and not close(_pool(op, x, size, strides, pads), ev.src[:1]):
         return None  # the source's own output is not what this recomputation gives
+    if op == "conv":  # the bias (and a folded BatchNorm's shift) cancels in the difference of the two sides
+        source, found = _conv(x, kernel, strides, pads), ev.src[:1] - ev.dst[:1]
+    else:
+        found = ev.dst[:1]
     for x_alt, pads_alt, placed in _alternatives(x, pads):
-        if op == "conv":  # the bias (and a folded BatchNorm's shift) cancels in the difference of the two sides
-            expected = _conv(x, kernel, strides, pads) - _conv(x_alt, kernel, strides, pads_alt)
-            found = ev.src[:1] - ev.dst[:1]
+        if op == "conv":
+            expected = source - _conv(x_alt, kernel, strides, pads_alt)
         else:
-            expected, found = _pool(op, x_alt, size, strides, pads_alt), ev.dst[:1]
+            expected = _pool(op, x_alt, size, strides, pads_alt)
         if expected.shape == found.shape and close(expected, found):
             return _sentence(ev, strides, *placed)
     return None
