@@ -61,10 +61,15 @@ def _number(value) -> float | None:
     return None
 
 
-def own_calls(model, layer) -> list:
-    """The calls (Keras nodes) of `layer` made in `model` itself; a layer of an inlined nested model
-    also keeps the call made inside that model."""
-    own = {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
+def own_node_ids(model) -> set[int]:
+    """The ids of the calls (Keras nodes) made in `model` itself."""
+    return {id(node) for nodes in model._nodes_by_depth.values() for node in nodes}
+
+
+def own_calls(model, layer, own: set[int] | None = None) -> list:
+    """The calls of `layer` made in `model` itself (`own`: own_node_ids(model), when already known); a
+    layer of an inlined nested model also keeps the call made inside that model."""
+    own = own_node_ids(model) if own is None else own
     return [node for node in layer._inbound_nodes if id(node) in own]
 
 

@@ -47,7 +47,8 @@ from __future__ import annotations
 
 import warnings
 
-from xvalidate.routes.mmdnn_ops import emitter_handlers, own_calls, parser_handlers, patch_variable_names
+from xvalidate.routes.mmdnn_ops import (emitter_handlers, own_calls, own_node_ids, parser_handlers,
+                                        patch_variable_names)
 
 SHIMMED_VERSION = "0.3.1"
 _applied: set[str] = set()
@@ -152,10 +153,11 @@ def apply_keras_shims() -> None:
 
     def graph_build(self):
         self.input_layers = list()
+        own = own_node_ids(self.model)
         for layer in self.model.layers:
             self.layer_map[layer.name] = Keras2GraphNode(layer)
             self.layer_name_map[layer.name] = layer.name
-            for node in own_calls(self.model, layer):  # not the calls inside an inlined nested model
+            for node in own_calls(self.model, layer, own):  # not the calls inside an inlined nested model
                 preds = node.inbound_layers
                 for pred in preds if isinstance(preds, (list, tuple)) else [preds]:
                     if pred.name not in self.layer_map:
