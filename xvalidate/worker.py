@@ -587,46 +587,60 @@ def _serve(fd: int, adapter_name: str, parent_pid: int, started_by: str = "threa
     if started_by == "main" and sys.platform.startswith("linux"):
         _die_with_parent(parent_pid)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()  # and when the GIL is free
-    conn = Connection(fd)
+    serve_requests(Connection(fd), adapter_name)
+    os._exit(0)  # skip tearing down framework state nobody will use
+
+
+def serve_requests(conn: Connection, adapter_name: str) -> None:
+    """Answer the requests arriving on `conn` with adapter `adapter_name` until "exit" or until the
+    other end is gone. Every error goes back to the caller as an "err" answer."""
     server = None
     while True:
         try:
             op, args, kwargs, nfds = conn.recv()
             fds = _recv_fds(conn, nfds) if nfds else []
         except (EOFError, OSError):  # the parent is gone
-            os._exit(0)
+            return
         if op == "exit":
-            os._exit(0)  # skip tearing down framework state nobody will use
-        out_fds: list[int] = []
-        try:
-            if server is None:
-                server = _Server(adapter_name, lambda phase: conn.send(("phase", phase, 0)))
-            if fds:
-                kwargs = dict(kwargs, fds=fds)
-            result = getattr(server, op)(*args, **kwargs)
-            if op == "run":
-                result, out_fds = result
-            reply = ("ok", result, len(out_fds))
-        except BaseException as exc:  # everything goes back to the caller
-            text = str(exc).strip()
-            reply = ("err", {"type": type(exc).__name__, "message": text.splitlines()[0] if text else type(exc).__name__,
-                             "traceback": traceback.format_exc()}, 0)
-        finally:
-            for received in fds:  # the reused output file, if any, goes back with the answer first
-                if received not in out_fds:
-                    os.close(received)
+            return
+        if server is None:
+            server = _Server(adapter_name, lambda phase: conn.send(("phase", phase, 0)))
+        reply, out_fds = _answer_request(server, op, args, kwargs, fds)
         try:
             conn.send(reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an answer that cannot travel
             conn.send(("err", {"type": "WorkerError", "message": f"{op}: the result cannot be sent back ({exc})",
                                "traceback": traceback.format_exc()}, 0))
-            for out_fd in out_fds:
-                os.close(out_fd)
+            _close_all(out_fds)
             out_fds = []
         if out_fds:
             _send_fds(conn, out_fds)
-            for out_fd in out_fds:
-                os.close(out_fd)
+            _close_all(out_fds)
+
+
+def _answer_request(server: _Server, op: str, args: tuple, kwargs: dict, fds: list[int]) -> tuple[tuple, list[int]]:
+    """Run one request: (the answer to send, the descriptors to pass with it). The received
+    descriptors are closed, except an output file reused for the answer."""
+    out_fds: list[int] = []
+    try:
+        if fds:
+            kwargs = dict(kwargs, fds=fds)
+        result = getattr(server, op)(*args, **kwargs)
+        if op == "run":
+            result, out_fds = result
+        reply = ("ok", result, len(out_fds))
+    except BaseException as exc:  # everything goes back to the caller
+        text = str(exc).strip()
+        reply = ("err", {"type": type(exc).__name__, "message": text.splitlines()[0] if text else type(exc).__name__,
+                         "traceback": traceback.format_exc()}, 0)
+    finally:
+        _close_all(fd for fd in fds if fd not in out_fds)  # the reused output file goes back with the answer
+    return reply, out_fds
+
+
+def _close_all(fds) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 if __name__ == "__main__":
