@@ -76,6 +76,8 @@ def test_validate_exit_codes(toy, tmp_path):
     assert passed.exit_code == 0, passed.output
     assert passed.output.startswith("PASS: toy -> toy via toycopy")
     assert json.loads((tmp_path / "r.json").read_text())["via"] == "toycopy"
+    assert "worst 3 of 3 layers (--all for every one)" in passed.output
+    assert "all layers" in validate(toy, "toycopy", "--all").output
     diverged = validate(toy, "toyscale")
     assert diverged.exit_code == 1, diverged.output
     assert diverged.output.startswith("FAIL: toy -> toy via toyscale")

@@ -38,13 +38,17 @@ MODULES = ["xvalidate/core/*", "xvalidate/cache.py", "xvalidate/worker.py", "xva
 FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cli_options.py", "test_cache*.py",
-              "test_reliability_cache.py", "test_reliability_files.py", "test_worker.py"]
+              "test_reliability_cache.py", "test_reliability_files.py", "test_worker*.py", "test_saved_results.py",
+              "test_sweep.py", "test_defaults.py"]
 IN_PROCESS_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_reliability_files.py"]
 IN_PROCESS = ("xvalidate.core", "xvalidate.report")
-# fast-test files holding one test that runs a framework model: left out (seconds per mutant)
-DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass"]
+# fast-test files' tests that run a framework model or start a Ray cluster: left out (seconds per mutant)
+DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass",
+            "tests/test_saved_results.py::test_saved_keras_against_a_live_gluon_port",
+            "tests/test_saved_results.py::test_saved_keras_against_a_saved_gluon_port_of_the_same_input",
+            "tests/test_sweep.py::test_ray_executor_matches_local_and_leaves_nothing"]
 DETECTED = ("killed", "timeout", "segfault")
 # click option declarations run once, at import, before mutmut picks a mutant: no test can see their mutants
 SKIP_LINES = [r"^\s*click\.option\("]

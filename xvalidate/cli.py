@@ -272,7 +272,7 @@ def routes(model, src, dst, routes, no_cache, inputs, batch, seed, html, json_pa
 @click.option("--routes", "routes", required=True,
               help="Comma-separated routes (e.g. mmdnn,onnx); ROUTE:DST sends one route to another destination.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: a process pool; ray: Ray tasks (pip install 'xvalidate[ray]').")
+              help="Where cells run. local: a process pool; ray: Ray tasks (pip install 'xvalidate[ray]').")
 @click.option("--workers", type=int, default=1, show_default=True, help="Cells run at once (local processes, Ray CPUs).")
 @click.option("--address", help="With --executor ray: the cluster to join ('auto': the one on this machine); "
                                 "without it a local cluster is started and stopped.")
