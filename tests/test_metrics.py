@@ -131,6 +131,21 @@ def test_top5_with_ten_classes():
     assert m["top1"] == 0.1 and m["top5"] == 0.5
 
 
+def test_top5_counts_the_fifth_ranked_class_whatever_the_order_of_the_others():
+    """The source's class ranked exactly 5th by the destination is in its top 5, for every ordering of
+    6 destination scores (a partial selection that fixes only the 4th place misses 144 of the 720)."""
+    import itertools
+
+    for order in itertools.permutations(range(6)):
+        out = np.array([order], float)
+        ref = np.zeros((1, 6))
+        ref[0, int(np.argsort(-out[0])[4])] = 1.0
+        assert compute_metrics(ref, out, 0, 0)["top5"] == 1.0, order
+        ref = np.zeros((1, 6))
+        ref[0, int(np.argsort(-out[0])[5])] = 1.0
+        assert compute_metrics(ref, out, 0, 0)["top5"] == 0.0, order
+
+
 def test_snr_of_a_zero_source_and_max_rel_floor():
     m = compute_metrics(np.zeros((1, 2)), np.ones((1, 2)), 0, 0)
     assert m["snr_db"] == -math.inf and m["max_rel"] is None and m["mismatched"] == 2
