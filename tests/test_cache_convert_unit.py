@@ -34,7 +34,10 @@ class RecordingRoute(Route):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
+    from xvalidate import registry
+
     monkeypatch.setenv("XVALIDATE_REGISTERED", os.environ.get("XVALIDATE_REGISTERED", "{}"))
+    monkeypatch.setitem(registry._registered, "routes", dict(registry._registered["routes"]))  # gone after the test
     register_route("recording", RecordingRoute)
     monkeypatch.setattr(RecordingRoute, "calls", [])
     monkeypatch.setattr(RecordingRoute, "fail", None)

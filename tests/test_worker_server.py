@@ -45,6 +45,12 @@ class Client:
         xfile.close()
         return status, payload, out
 
+    def settled_fds(self) -> set[int]:
+        """The open descriptors once the server is done with every earlier request (it closes its copies
+        of an answer's descriptors after sending them)."""
+        assert self.ask("call", "math:hypot", (3, 4), {})[:2] == ("ok", 5.0)
+        return _open_fds()
+
     def close(self):
         self.conn.send(("exit", (), {}, 0))
         self.thread.join(10)
@@ -87,7 +93,7 @@ def test_a_run_answers_an_array_file_and_closes_the_input(client, toy_plugin):
     np.testing.assert_allclose(out["dense1"], _toy(toy_plugin, x), rtol=1e-6)
     assert client.phases[-1] == f"running a chunk of 3 samples through {toy_plugin}"
     del out
-    assert _open_fds() <= before  # the input file and the answer's descriptor are all closed
+    assert client.settled_fds() <= before  # the input file and the answer's descriptor are all closed
 
 
 def test_a_run_writes_into_the_output_file_it_was_given(client, toy_plugin):
@@ -95,12 +101,12 @@ def test_a_run_writes_into_the_output_file_it_was_given(client, toy_plugin):
     _, index, (first,) = client.run(str(toy_plugin), x, ["dense1"])
     assert [e[0] for e in index["entries"]] == ["dense1"]
     marker = os.fstat(first).st_ino
-    before = _open_fds()
+    before = client.settled_fds()
     status, index, (again,) = client.run(str(toy_plugin), 2 * x, ["dense1"], reuse_fd=first)
     assert status == "ok" and os.fstat(again).st_ino == marker  # the same file came back
     np.testing.assert_allclose(read_arrays(index, again)["dense1"], _toy(toy_plugin, 2 * x), rtol=1e-6)
     os.close(first)
-    assert _open_fds() <= before - {first}
+    assert client.settled_fds() <= before - {first}
 
 
 def test_fed_tensors_go_to_the_isolated_run(toy_plugin, monkeypatch):
