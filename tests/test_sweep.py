@@ -3,8 +3,10 @@ a toy worker each, no framework): the local executor with 1 and 2 processes, Ray
 resuming from the SQLite record, the worst cell's exit code, and the matrix page's links."""
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -132,6 +134,68 @@ def test_ray_executor_matches_local_and_leaves_nothing(models, tmp_path, monkeyp
     assert not names & {"raylet", "gcs_server"}, names  # the local cluster was shut down
     assert os.listdir(temp) == []  # and its folder removed
     os.rmdir(temp)
+
+
+@pytest.fixture
+def running_cluster(models, tmp_path, monkeypatch):
+    """A Ray cluster started apart with `ray start --head` (as on a machine of a multi-node cluster), in a
+    process group of its own so that stopping it touches no other cluster; its workers see the toy plugin.
+    A token file exists (RAY_AUTH_TOKEN_PATH), so the cluster requires token authentication, as Ray's
+    default `ray start` does on a machine that has ~/.ray/auth_token; RAY_AUTH_MODE is left unset."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="xvc-", dir="/tmp")  # short: the cluster's sockets live under it
+    token = tmp_path / "auth_token"
+    token.write_text("0123456789abcdef" * 4)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    start = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}",
+                              "--num-cpus=2", f"--temp-dir={temp}", "--include-dashboard=false",
+                              "--disable-usage-stats"], env=env, start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = start.communicate(timeout=120)
+        assert start.returncode == 0, out
+        yield f"127.0.0.1:{port}"
+    finally:
+        try:
+            os.killpg(start.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):  # the kernel reaps them a moment later
+            if not any(p.info["cmdline"] and temp in " ".join(p.info["cmdline"])
+                       for p in psutil.process_iter(["cmdline"])):
+                break
+            time.sleep(0.1)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_executor_joins_a_running_cluster_and_leaves_it_running(models, running_cluster, tmp_path):
+    """Run as a user would, from a shell: a process of its own, with Ray's state (its token) unshared."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    joined = subprocess.run([sys.executable, "-m", "xvalidate.cli", "sweep", *map(str, models), "--dst", "toy",
+                             "--out", str(tmp_path / "ray"), "--routes", "toycopy,toyscale", "--batch", "2",
+                             "--executor", "ray", "--address", running_cluster],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert joined.returncode == 1, joined.stdout + joined.stderr
+    statuses = {k: r["status"] for k, r in rows(tmp_path / "ray").items()}
+    assert statuses == {("toy.npz", "toycopy", "seed0-batch2"): "PASS", ("toy.npz", "toyscale", "seed0-batch2"): "FAIL",
+                        ("other.npz", "toycopy", "seed0-batch2"): "PASS",
+                        ("other.npz", "toyscale", "seed0-batch2"): "FAIL"}
+    status = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", f"--address={running_cluster}"],
+                            capture_output=True, text=True, timeout=60, env=dict(os.environ, RAY_AUTH_MODE="token"))
+    assert status.returncode == 0 and "Active:" in status.stdout, status.stdout + status.stderr  # still up
 
 
 def test_bad_options_are_one_line_errors(models, tmp_path):

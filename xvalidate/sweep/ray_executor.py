@@ -3,6 +3,7 @@ address it joins that cluster ("auto": the one running on this machine); without
 local cluster of `workers` CPUs in a temporary folder and shuts it down, folder and all, at the end."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -26,17 +27,21 @@ def run_ray(cells: Sequence[Cell], out_dir: str, workers: int = 1, address: str 
     if not cells:
         return
     temp = None if address else tempfile.mkdtemp(prefix="xv-ray-")  # short: Ray's socket paths must be
+    mode = os.environ.get(AUTH_MODE)
     try:
         if address:
+            _token_mode_if_token_held()  # RAY_AUTH_MODE is put back at the end
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
             ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=temp, log_to_driver=False,
                      logging_level="ERROR")
     except Exception as exc:  # noqa: BLE001 (Ray's own errors: no cluster at the address, a bad address)
+        _restore(mode)
         if temp:
             _remove(temp)
+        hint = "; a cluster with token authentication needs its token in RAY_AUTH_TOKEN" if address else ""
         raise OptionError(f"--address {address or '(local)'}: cannot start or join a Ray cluster "
-                          f"({' '.join(str(exc).split())[:200]})") from None
+                          f"({' '.join(str(exc).split())[:200]}){hint}") from None
     try:
         # a task whose process was killed (Ray's memory monitor stops tasks when the node runs low on
         # memory, whoever uses it) runs once more; a cell's own errors are its record, never retried
@@ -57,8 +62,39 @@ def run_ray(cells: Sequence[Cell], out_dir: str, workers: int = 1, address: str 
         for ref in pending:
             ray.cancel(ref, force=True)
         ray.shutdown()
+        _restore(mode)
         if temp:
             _remove(temp)
+
+
+AUTH_MODE = "RAY_AUTH_MODE"
+
+
+def _token_mode_if_token_held() -> None:
+    """Ray 2.60's `ray start` turns token authentication on when the machine holds a token
+    (~/.ray/auth_token, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH), but a driver joining with RAY_AUTH_MODE
+    unset does not, and its join fails. Ray's own rule for `ray start` is applied to the join (a cluster
+    without authentication accepts a token-mode driver too)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available as enable)
+    except ImportError:  # a Ray without token authentication
+        return
+    logger = logging.getLogger(enable.__module__)
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # it warns that token authentication is on: it is the cluster's choice
+    try:
+        enable(warn_if_disabled=False)
+    finally:
+        logger.setLevel(level)
+
+
+def _restore(mode: str | None) -> None:
+    """Put RAY_AUTH_MODE back as the caller had it."""
+    if mode is None:
+        os.environ.pop(AUTH_MODE, None)
+    else:
+        os.environ[AUTH_MODE] = mode
 
 
 def _remove(folder: str, seconds: float = 10.0) -> None:
