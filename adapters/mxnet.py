@@ -6,8 +6,9 @@ bound once per (input shape, layer set) with grad_req="null", one forward (is_tr
 A bound executor plans and allocates its memory once, at bind, and reuses it on every forward:
 static allocation, as a Gluon block hybridized with static_alloc=True (a CachedOp with
 static_alloc and static_shape measured the same, to the same values). The forward over every
-output costs ~1.03x the plain one (ResNet50); copying the outputs out of oneDNN's blocked
-layouts into NCHW numpy arrays (`asnumpy`) is what a capture adds (docs/performance.md).
+output costs ~1.03x the plain one (ResNet50); copying the outputs out of oneDNN's layouts into
+NCHW numpy arrays is what a capture adds: one reorder per output straight into one numpy block,
+reused while the caller holds none of its arrays (`_copy_out`; docs/performance.md).
 Names are the internal output names without "_output" ("conv0_fwd"); an op with several
 outputs gives "name:0", "name:1"... The input is the one argument with no value in the params
 (labels of a Module's SoftmaxOutput, `*_label`, are bound to zeros).
@@ -27,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,7 @@ class MXNetModel:
     input_shape: tuple | None = None
     input_layout: str = "NCHW"
     executors: dict = field(default_factory=dict)
+    out_blocks: dict = field(default_factory=dict)  # {executor key: _OutputBlock}, as executors
     more_inputs: list = field(default_factory=list)  # InputInfo of the data inputs after the first
     input_dtype: str = "float32"  # an integer input (token ids) imported from ONNX keeps its type
 
@@ -237,7 +240,7 @@ class MXNetAdapter(Adapter):
         for name, value in values.items():
             if name in exe.arg_dict:
                 exe.arg_dict[name][:] = np.asarray(value, np.float32)
-        return {name: out.asnumpy() for name, out in zip(chosen, exe.forward(is_train=False))}
+        return _copy_out(model, key, chosen, exe.forward(is_train=False))
 
     def kernel(self, model: MXNetModel, name: str) -> np.ndarray | None:
         graph = _graph(model.symbol)
@@ -306,11 +309,77 @@ class MXNetAdapter(Adapter):
                 exe.arg_dict[name][:] = a.astype(exe.arg_dict[name].dtype, copy=False)
         try:
             outputs = exe.forward(is_train=False)
-            outputs[0].wait_to_read()
+            return _copy_out(model, key, chosen, outputs)
         except mx.base.MXNetError as exc:  # an op MXNet cannot run as given (1-D global pooling on oneDNN...)
             raise WorkerError(f"{model.source}: MXNet cannot run the model ({_first_line(exc)})") from None
-        # the executor reuses its output arrays on the next forward: copy them out
-        return {name: out.asnumpy() for name, out in zip(chosen, outputs)}
+
+
+def _copy_out(model: MXNetModel, key: Any, names: list[str], outputs: list) -> dict[str, np.ndarray]:
+    """{name: numpy copy} of an executor's outputs, which it overwrites on its next forward.
+
+    `asnumpy` copies an output held in a oneDNN layout twice (a reorder into a new NCHW NDArray,
+    then a copy into a new numpy array), waiting on each. Here each output is reordered once,
+    straight into a numpy block (`copyto` an NDArray over it), every copy is queued before one
+    wait, and the block is reused on the next call when none of the arrays returned from it is
+    alive any more (see _OutputBlock). Values are the same, bit for bit."""
+    import mxnet as mx
+
+    block = model.out_blocks.get(key)
+    if block is None:
+        block = _OutputBlock(outputs)
+        model.out_blocks = {key: block}
+    targets = block.targets()
+    for out, target in zip(outputs, targets):
+        if target is not None:
+            out.copyto(target)
+    mx.nd.waitall()
+    return {name: out.asnumpy() if target is None else array
+            for name, out, target, array in zip(names, outputs, targets, block.arrays())}
+
+
+class _OutputBlock:
+    """One numpy block that holds a copy of every output of an executor, each at an offset of its own.
+
+    The arrays a call returns are fresh views of the block, so they keep it alive; the block is
+    written again only when its reference count says that no such view (nor any view of one)
+    is left, and a new block is made otherwise. Outputs of a type DLPack cannot carry, or empty
+    ones, are copied with `asnumpy` instead."""
+
+    _ALIGN = 64
+
+    def __init__(self, outputs: list) -> None:
+        self.layout, offset = [], 0
+        for out in outputs:
+            dtype = np.dtype(out.dtype)
+            nbytes = int(np.prod(out.shape, dtype=np.int64)) * dtype.itemsize
+            self.layout.append((tuple(out.shape), dtype, offset, nbytes))
+            offset += -(-nbytes // self._ALIGN) * self._ALIGN
+        self.nbytes = offset
+        self.block: np.ndarray | None = None
+        self.nd_targets: list = []
+        self.idle_refs = -1
+
+    def targets(self) -> list:
+        """NDArrays over the block, one per output (None: copied with asnumpy), for this call."""
+        if self.block is None or sys.getrefcount(self.block) != self.idle_refs:
+            self._new_block()
+            self.idle_refs = sys.getrefcount(self.block)  # the block unused: what the next call compares
+        return self.nd_targets
+
+    def arrays(self) -> list[np.ndarray]:
+        return [self._view(shape, dtype, offset, nbytes) for shape, dtype, offset, nbytes in self.layout]
+
+    def _new_block(self) -> None:
+        import mxnet as mx
+
+        self.block = np.empty(self.nbytes, np.uint8)
+        supported = set(mx.ndarray.ndarray.DLDataType.TYPE_MAP)
+        self.nd_targets = [mx.nd.from_numpy(self._view(shape, dtype, offset, nbytes), zero_copy=True)
+                           if nbytes and str(dtype) in supported else None
+                           for shape, dtype, offset, nbytes in self.layout]
+
+    def _view(self, shape: tuple, dtype: np.dtype, offset: int, nbytes: int) -> np.ndarray:
+        return self.block[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 @contextlib.contextmanager
