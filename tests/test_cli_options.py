@@ -94,10 +94,16 @@ def test_safety_options_and_the_timeout_they_apply(monkeypatch):
     assert applied == [7.5, 2.0]
 
 
+def _sentence(text: str) -> bool:
+    """A capitalised word or a short acronym (JSON, ONNX) first, a full stop last."""
+    first = text.split()[0]
+    return first[0].isupper() and (first[1:].islower() or first.isupper() and len(first) <= 4) and text.endswith(".")
+
+
 def test_every_option_help_is_a_sentence():
-    """Help texts start with a capital letter and end with a full stop (`--help` reads as prose)."""
-    for command in cli.main.commands.values():
-        for param in command.params:
-            text = getattr(param, "help", None)
-            if text:
-                assert text[0].isupper() and text.rstrip().endswith((".", ")")), (command.name, param.name, text)
+    """`--help` reads as prose: the commands' options, and the shared sets as built for a command."""
+    shared = [o for build in (cli._common, cli._safety, cli._route_flags) for o in _declared(build(lambda **kw: kw))]
+    options = shared + [param for command in cli.main.commands.values() for param in command.params]
+    helps = [(o.name, o.help) for o in options if getattr(o, "help", None)]
+    assert len(helps) > 40 and {"trust_model", "timeout", "route_option", "batch"} <= {n for n, _ in helps}
+    assert [(name, text) for name, text in helps if not _sentence(text)] == []

@@ -10,7 +10,7 @@ class Table(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.rows, self.classes, self.links, self.text = [], [], [], []
+        self.rows, self.classes, self.links, self.text, self.stray = [], [], [], [], []
         self._cell = None
         self._in = []
 
@@ -41,6 +41,8 @@ class Table(HTMLParser):
             self._cell.append(data)
         elif self._in and self._in[-1] in ("h1", "p", "title"):
             self.text.append(data.strip())
+        elif not (self._in and self._in[-1] == "style") and data.strip():
+            self.stray.append(data.strip())  # text between the table's tags
 
 
 def _record(model, via, status, input_set="seed 0", **extra):
@@ -76,6 +78,14 @@ def test_rows_by_model_and_input_set_columns_by_route(tmp_path):
     assert table.classes[1][2:] == ["cell PASS", "cell FAIL"] and table.classes[2][2:] == ["cell", "cell ERROR"]
     assert table.links[1] == ["cells/a-mmdnn.html", "cells/a-onnx.html"] and table.links[2] == ["cells/b-onnx.txt"]
     assert table.links[3] == []  # a cell without a report has no link
+    assert table.stray == []
+
+
+def test_an_error_without_a_message_shows_its_status_only(tmp_path):
+    _, table = _read(tmp_path, [_record("a.h5", "onnx", "ERROR"), _record("b.h5", "mmdnn", "PASS", paired=1,
+                                                                         final_max_abs=0.0)])
+    assert table.rows[1][2:] == ["ERROR |", "-"] and table.rows[2][2:] == ["-", "PASS | final max|diff| 0, 1 pairs"]
+    assert table.stray == [] and table.links[1] == []
 
 
 def test_a_pass_shows_no_reason_and_the_default_title(tmp_path):

@@ -131,11 +131,43 @@ def test_options_a_saved_side_does_not_take(saved, toy_plugin):
     one_line_error(invoke("compare", saved, toy_plugin, "--src", "keras", "--dst", "toy"),
                    f"--src keras: {saved} was captured with adapter toy; a saved side needs no --src")
     assert invoke("compare", saved, toy_plugin, "--src", "toy", "--dst", "toy").exit_code == 0
-    one_line_error(invoke("compare", saved, toy_plugin, "--dst", "toy", "--batch", 3), "--batch: ")
+    one_line_error(invoke("compare", saved, toy_plugin, "--dst", "toy", "--batch", 3),
+                   f"--batch: {saved} is a saved result, compared on the input saved with it; omit --batch")
+    one_line_error(invoke("compare", toy_plugin, saved, "--src", "toy", "--seed", 3),
+                   f"--seed: {saved} is a saved result, compared on the input saved with it; omit --seed")
+    one_line_error(invoke("compare", toy_plugin, saved, "--src", "toy", "--dst", "keras"),
+                   f"--dst keras: {saved} was captured with adapter toy; a saved side needs no --dst")
     one_line_error(invoke("compare", toy_plugin, saved, "--src", "toy", "--isolate"),
                    f"isolate: {saved} is a saved result")
     one_line_error(invoke("capture", toy_plugin, "--adapter", "toy", "--save", saved.parent / "x.xvr", "--out", "o.npz"),
-                   "--out and --save")
+                   "error: --out and --save: give one (--save writes the outputs, and more, chunk by chunk)")
+
+
+def test_capture_save_passes_every_option_on(toy_plugin, tmp_path, monkeypatch):
+    """`capture --save` hands the model, the file (with .xvr added when missing), the layers, the input
+    and the limits to save_capture, shows its progress, and prints its summary."""
+    calls = []
+
+    def save_capture(model, path, adapter, inputs, **kw):
+        calls.append(dict(model=model, path=path, adapter=adapter, inputs=inputs, **kw))
+        return {"tensors": 2, "samples": 3, "bytes": 2_500_000, "chunks": 2, "seconds": {"total": 1.25},
+                "path": path}
+
+    monkeypatch.setattr("xvalidate.saved.capture.save_capture", save_capture)
+    result = invoke("capture", toy_plugin, "--adapter", "toy", "--save", tmp_path / "run", "--layers", "dense0,,relu0",
+                    "--input", tmp_path / "x.npy", "--batch", 3, "--seed", 4, "--memory-budget", 1e6, "--trust-model")
+    assert result.exit_code == 0, result.output
+    (call,) = calls
+    progress = call.pop("progress")
+    assert hasattr(progress, "__call__") or hasattr(progress, "update")
+    assert call == {"model": str(toy_plugin), "path": str(tmp_path / "run") + ".xvr", "adapter": "toy",
+                    "inputs": str(tmp_path / "x.npy"), "layers": ["dense0", "relu0"], "batch": 3, "seed": 4,
+                    "memory_budget": 1e6, "trust_model": True}
+    assert result.output.splitlines() == ["2 layer outputs of 3 samples, 2.5 MB in 2 chunk(s), 1.2 s",
+                                          f"saved to {tmp_path / 'run'}.xvr"]
+    assert invoke("capture", toy_plugin, "--adapter", "toy", "--save", tmp_path / "b.XVR").exit_code == 0
+    assert calls[-1]["path"] == str(tmp_path / "b.XVR") and calls[-1]["layers"] is None
+    assert calls[-1]["inputs"] is None and calls[-1]["trust_model"] is False
 
 
 def test_bad_saved_files(saved, toy_plugin, tmp_path):
