@@ -39,7 +39,7 @@ FAST_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "tes
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_cli.py", "test_cli_exit_codes.py", "test_cli_options.py", "test_cache*.py",
               "test_reliability_cache.py", "test_reliability_files.py", "test_worker*.py", "test_saved_results.py",
-              "test_sweep.py", "test_defaults.py"]
+              "test_sweep.py", "test_defaults.py", "test_environments.py"]
 IN_PROCESS_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py", "test_tolerances.py", "test_align*.py",
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_reliability_files.py"]
