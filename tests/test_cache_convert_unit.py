@@ -231,3 +231,18 @@ def test_the_key_covers_every_file_the_adapter_names_and_not_the_order_of_option
     assert cache.cache_key(env.model, "recording", "sidecar", "toy", {"a": 1, "b": 2}) != key
     again = cache.convert_cached("recording", env.model, "sidecar", "toy", {"a": 1, "b": 2})
     assert not again.cache_hit and again.dst_source != first.dst_source and len(RecordingRoute.calls) == 2
+
+
+def test_the_key_of_a_route_in_a_worker_environment_covers_its_pins(env, monkeypatch):
+    """A route converting inside a worker environment of its own: other pins there are another conversion,
+    though this Python's versions did not move."""
+    from xvalidate.environments import Environment
+
+    plain = cache.cache_key(env.model, "recording", "toy", "toy", {})
+    monkeypatch.setattr(RecordingRoute, "environment", Environment("xv-pinned", ("numpy==1.23.5",)), raising=False)
+    pinned = cache.cache_key(env.model, "recording", "toy", "toy", {})
+    assert pinned != plain and cache.cache_key(env.model, "recording", "toy", "toy", {}) == pinned
+    monkeypatch.setattr(RecordingRoute, "environment", Environment("xv-pinned", ("numpy==1.24.0",)))
+    assert cache.cache_key(env.model, "recording", "toy", "toy", {}) not in (plain, pinned)
+    monkeypatch.setattr(RecordingRoute, "environment", Environment("xv-other", ("numpy==1.23.5",)))
+    assert cache.cache_key(env.model, "recording", "toy", "toy", {}) not in (plain, pinned)

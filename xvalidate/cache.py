@@ -115,6 +115,9 @@ def cache_key(source: str, via: str, src: str, dst: str, options: Mapping[str, A
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             versions[pkg] = None
+    environment = getattr(route, "environment", None)  # a route converting in a worker environment of its own
+    if environment is not None:
+        versions["environment"] = f"{environment.name}:{environment.pins_digest()}"
     meta = json.dumps({"via": via, "src": src, "dst": dst, "options": dict(options), "versions": versions,
                        "format": CONVERSION_FORMAT}, sort_keys=True, default=str)
     return hashlib.sha256((_file_digest(Path(source), src) + meta).encode()).hexdigest()[:32]
