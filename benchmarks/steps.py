@@ -124,11 +124,12 @@ def _plain_mxnet(symbol: str, x: np.ndarray) -> dict:
 
 
 def capture_vs_fastest_plain(adapter_name: str, source: str, shape: list[int], rounds: int = 10,
-                             clock: str = "perf_counter") -> dict:
+                             clock: str = "perf_counter", plain_only: bool = False) -> dict:
     """The adapter capturing every layer, in its steady state, against a user's fastest plain forward
     of the same model on the same input, in this process. Keras: the capture after the adapter has
     switched to its traced graph function (it does so once its eager calls have cost what tracing
-    costs), against the model under tf.function and predict."""
+    costs), against the model under tf.function and predict. `plain_only`: the plain forwards alone
+    ({"plains": {name: seconds}})."""
     from xvalidate.registry import get_adapter
 
     adapter = get_adapter(adapter_name)
@@ -136,6 +137,10 @@ def capture_vs_fastest_plain(adapter_name: str, source: str, shape: list[int], r
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")
     plains = {"keras": lambda: _plain_keras(model, x), "onnx": lambda: _plain_onnx(source, x),
               "mxnet": lambda: _plain_mxnet(source, x)}[adapter_name]()
+    if plain_only:
+        for fn in plains.values():
+            fn()
+        return {"plains": _interleaved(plains, rounds, getattr(time, clock))}
     eager_calls = 1
     outputs = adapter.run(model, x)
     if adapter_name == "keras":
