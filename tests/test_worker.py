@@ -173,3 +173,92 @@ def test_a_model_is_loaded_again_when_any_of_its_files_changes(tmp_path):
     os.utime(params, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     assert server.model(str(symbol)) == 2
     assert len(loads) == 2
+
+
+PARAMS_ADAPTER = '''
+import numpy as np
+from toy_adapter import ToyAdapter
+
+
+class ParamsAdapter(ToyAdapter):
+    """The toy model, answering for its parameters and isolation."""
+    name = "toyp"
+
+    def kernel(self, model, name):
+        return model["w0"].T.copy() if name == "dense0" else None
+
+    def recurrent_weights(self, model, name):
+        return (model["w0"], model["w1"], np.zeros(3)) if name == "relu0" else None
+
+    def supports_isolation(self, model):
+        return True
+
+
+def trusted():
+    from xvalidate.registry import get_adapter
+    return getattr(get_adapter("toyp"), "trust_model", False)
+'''
+
+
+@pytest.fixture
+def params_plugin(toy_plugin):
+    site = toy_plugin.parent / "site"
+    (site / "toy_params.py").write_text(PARAMS_ADAPTER)
+    dist = site / "toy_params-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-params\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoyp = toy_params:ParamsAdapter\n")
+    return toy_plugin
+
+
+def test_parameter_and_capability_requests_come_back_in_their_types(params_plugin):
+    from xvalidate.worker import get_worker
+
+    source = str(params_plugin)
+    w, weights = get_worker("toyp"), np.load(params_plugin)
+    np.testing.assert_array_equal(w.kernel(source, "dense0"), weights["w0"].T)
+    assert w.kernel(source, "dense1") is None
+    wr, r, b = w.recurrent_weights(source, "relu0")
+    np.testing.assert_array_equal(wr, weights["w0"]) and np.testing.assert_array_equal(r, weights["w1"])
+    assert b.shape == (3,) and w.recurrent_weights(source, "dense1") is None
+    assert w.supports_isolation(source) is True
+    info = w.input_info(source)
+    assert (info.name, tuple(info.shape), info.layout) == ("x", (None, 4), "NC")
+    assert w.call("toy_params:trusted") is False
+    w.set_trust_model(1)
+    assert w.call("toy_params:trusted") is True
+    toy = get_worker("toy")
+    assert toy.kernel(source, "dense0") is None and toy.supports_isolation(source) is False
+
+
+def test_set_timeout_applies_to_live_and_later_workers(toy_plugin, monkeypatch):
+    from xvalidate import worker as worker_module
+    from xvalidate.errors import OptionError
+
+    monkeypatch.setattr(worker_module, "DEFAULT_TIMEOUT", worker_module.DEFAULT_TIMEOUT)
+    live = worker_module.get_worker("toy")
+    before = live.timeout
+    try:
+        worker_module.set_timeout(42)
+        assert worker_module.DEFAULT_TIMEOUT == 42.0 and live.timeout == 42.0
+        for bad in (0, -1.5):
+            with pytest.raises(OptionError, match=f"timeout: expected a positive number of seconds, got {bad!r}"):
+                worker_module.set_timeout(bad)
+        assert live.timeout == 42.0
+    finally:
+        live.timeout = before
+
+
+def test_kill_and_shutdown_stop_every_worker_and_the_next_request_starts_one(toy_plugin):
+    from xvalidate import worker as worker_module
+
+    first = worker_module.get_worker("toy")
+    first.layers(str(toy_plugin))
+    worker_module.kill_workers()
+    first.process.wait(10)
+    assert not first.alive() and first.process.returncode == -signal.SIGKILL
+    second = worker_module.get_worker("toy")
+    assert second is not first and len(second.layers(str(toy_plugin))) == 3
+    worker_module.shutdown_workers()
+    assert worker_module._workers == {} and second.process.wait(10) == 0  # asked to exit: exits cleanly
+    assert worker_module.get_worker("toy").layers(str(toy_plugin))[0].name == "dense0"

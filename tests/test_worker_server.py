@@ -9,6 +9,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 import pytest
 
+from test_worker import params_plugin  # noqa: F401 (fixture)
 from xvalidate.worker import _FEED, _Server, _recv_fds, _send_fds, _stamps, read_arrays, serve_requests, write_arrays
 
 
@@ -207,3 +208,23 @@ def test_stamps_cover_every_file_under_a_directory(tmp_path):
     assert [(os.path.relpath(p, tmp_path), size) for p, _, size in stamps] == [
         ("m/b.bin", 2), ("m/sub/a.bin", 1), ("gone.json", None)]
     assert stamps[-1] == (missing, None, None) and all(isinstance(t, int) for _, t, _ in stamps[:2])
+
+
+def test_parameter_requests_and_trust(params_plugin):
+    c = Client("toyp")
+    try:
+        source = str(params_plugin)
+        status, kernel, _ = c.ask("kernel", source, "dense0")
+        assert status == "ok"
+        np.testing.assert_array_equal(kernel, np.load(params_plugin)["w0"].T)
+        assert c.ask("kernel", source, "dense1")[:2] == ("ok", None)
+        status, (w, r, b), _ = c.ask("recurrent_weights", source, "relu0")
+        assert status == "ok" and (w.shape, r.shape, b.shape) == ((4, 6), (6, 3), (3,))
+        assert c.ask("supports_isolation", source)[:2] == ("ok", True)
+        loads = c.phases.count(f"loading {source}")
+        assert c.ask("set_trust_model", True)[:2] == ("ok", None)
+        assert c.ask("call", "toy_params:trusted", (), {})[:2] == ("ok", True)
+        c.ask("layers", source)
+        assert c.phases.count(f"loading {source}") == loads + 1  # trusted, the model is loaded again
+    finally:
+        c.close()
