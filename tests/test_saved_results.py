@@ -47,6 +47,7 @@ def test_capture_save_writes_the_documented_format(saved, toy_plugin):
     assert manifest["inputs"][0]["info"]["layout"] == "NC" and manifest["inputs"][0]["shape"] == [5, 4]
     assert manifest["environment"]["python"].startswith("3.") and "hostname" in manifest["environment"]
     assert "numpy" in manifest["versions"] and "toy-adapter" not in manifest["versions"]
+    assert manifest["parameters"] == {}  # the toy adapter gives no kernels (tests/test_saved_parameters.py)
     # an .npz too: numpy opens it, and its arrays are the model's outputs on its input
     with np.load(saved) as data:
         x = data["input000"]

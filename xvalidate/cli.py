@@ -381,6 +381,10 @@ def _capture_saved(model, name, inputs, batch, seed, layers, out, save, memory_b
                                trust_model=trust_model)
     click.echo(f"{summary['tensors']} layer outputs of {summary['samples']} samples, {summary['bytes'] / 1e6:.1f} MB "
                f"in {summary['chunks']} chunk(s), {summary['seconds']['total']:.1f} s")
+    parameters = summary.get("parameters")
+    if parameters:
+        click.echo(f"parameters of {parameters['tensors']} layer(s): {parameters['arrays']} array(s), "
+                   f"{parameters['bytes'] / 1e6:.1f} MB")
     click.echo(f"saved to {summary['path']}")
 
 

@@ -24,3 +24,8 @@ def input_member(index: int) -> str:
 def layer_member(layer: int, chunk: int) -> str:
     """The member holding the rows of chunk `chunk` of the `layer`-th captured tensor."""
     return f"l{layer:05d}_c{chunk:05d}.npy"
+
+
+def parameter_member(index: int) -> str:
+    """The member holding the `index`-th distinct parameter array (a kernel, an LSTM's W, R or B)."""
+    return f"p{index:05d}.npy"

@@ -23,8 +23,9 @@ _REQUIRED = ("adapter", "layers", "inputs", "tensors", "chunks", "samples")
 
 
 class SavedResult:
-    """A saved capture of one model. Stands in for a worker in a comparison: `layers`,
-    `inputs_info`, `kernel`... answer from the manifest, and `run(source, x)` replays the capture:
+    """A saved capture of one model. Stands in for a worker in a comparison: `layers` and
+    `inputs_info` answer from the manifest, `kernel` and `recurrent_weights` from the saved
+    parameters, and `run(source, x)` replays the capture:
     `x` must be the next samples of the saved input, and their saved outputs come back."""
 
     def __init__(self, path: str | os.PathLike):
@@ -51,6 +52,7 @@ class SavedResult:
         self.samples: int = int(m["samples"])
         self._layers = [LayerInfo.from_dict(d) for d in m["layers"]]
         self._inputs = [InputInfo.from_dict(entry["info"]) for entry in m["inputs"]]
+        self._parameters = _parameters(m.get("parameters", {}))
         self._chunks = [(int(a), int(b)) for a, b in m["chunks"]]
         bounds = [0] + [b for _, b in self._chunks]
         if [a for a, _ in self._chunks] != bounds[:-1] or bounds[-1] != self.samples or not self._inputs:
@@ -69,13 +71,16 @@ class SavedResult:
         """A saved result cannot run a layer again on other values."""
         return False
 
-    def kernel(self, source: Any, name: str) -> None:
-        """No parameters are saved: the diagnosis goes without the kernel checks."""
-        return None
+    def kernel(self, source: Any, name: str) -> np.ndarray | None:
+        """The adapter's `kernel` for tensor `name` as saved with it (None also for a file saved without
+        parameters: the diagnosis then goes without the kernel checks)."""
+        member = self._parameters.get(name, {}).get("kernel")
+        return None if member is None else self._whole(member)
 
-    def recurrent_weights(self, source: Any, name: str) -> None:
-        """No parameters are saved: the diagnosis goes without the LSTM gate-order check."""
-        return None
+    def recurrent_weights(self, source: Any, name: str) -> tuple | None:
+        """The adapter's `recurrent_weights` (W, R, B) for tensor `name` as saved with it, or None."""
+        members = self._parameters.get(name, {}).get("recurrent")
+        return None if members is None else tuple(None if m is None else self._whole(m) for m in members)
 
     def run(self, source: Any, x: np.ndarray | Mapping[str, np.ndarray], layers: Sequence[str] | None = None,
             feeds: Mapping | None = None) -> dict[str, np.ndarray]:
@@ -168,6 +173,8 @@ class SavedResult:
                 raise self._error(f"{MANIFEST}: tensor {name!r} has {len(entry['members'])} chunks, "
                                   f"the batch {len(chunks)}")
             needed += entry["members"]
+        for entry in self._parameters.values():
+            needed += [m for m in (entry.get("kernel"), *entry.get("recurrent", ())) if m is not None]
         return {member: self._locate(member) for member in needed}
 
     def _locate(self, member: str) -> tuple[int, tuple, np.dtype]:
@@ -205,11 +212,31 @@ class SavedResult:
         offset, shape, dtype = self._members[member]
         stop = shape[0] if stop is None else stop
         row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        out = np.empty((stop - start, *shape[1:]), dtype)
+        return self._read_into(np.empty((stop - start, *shape[1:]), dtype), member, offset + start * row)
+
+    def _whole(self, member: str) -> np.ndarray:
+        """The whole array of `member`, whatever its rank."""
+        offset, shape, dtype = self._members[member]
+        return self._read_into(np.empty(shape, dtype), member, offset)
+
+    def _read_into(self, out: np.ndarray, member: str, offset: int) -> np.ndarray:
+        """`out` filled with the bytes of `member` from file offset `offset` on."""
         view, done = memoryview(out.reshape(-1).view(np.uint8)), 0
         while done < len(view):
-            n = os.preadv(self._fd, [view[done:]], offset + start * row + done)
+            n = os.preadv(self._fd, [view[done:]], offset + done)
             if n <= 0:
                 raise self._error(f"member {member} ends early")
             done += n
         return out
+
+
+def _parameters(saved: Any) -> dict[str, dict]:
+    """The manifest's `parameters` checked: tensor -> {"kernel": member, "recurrent": [member or None...]}."""
+    if not isinstance(saved, dict):
+        raise TypeError(f"parameters is a {type(saved).__name__}, not an object")
+    for name, entry in saved.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("recurrent", []), list):
+            raise ValueError(f"the parameters of {name!r} are not an object of member names")
+        if not all(m is None or isinstance(m, str) for m in (entry.get("kernel"), *entry.get("recurrent", []))):
+            raise ValueError(f"the parameters of {name!r} are not member names")
+    return saved

@@ -5,18 +5,19 @@ complete: a reader never sees half a file, and an error (or Ctrl-C) removes the 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from xvalidate.errors import OptionError, XValidateError
 from xvalidate.report.files import new_file_mode, temporary_beside
-from xvalidate.saved.format import FORMAT, MANIFEST, VERSION, input_member, layer_member
+from xvalidate.saved.format import FORMAT, MANIFEST, VERSION, input_member, layer_member, parameter_member
 
 _ZIP64_AT = 1 << 30  # members this large are written with ZIP64 sizes (zipfile's limit is 2 GiB)
 
@@ -27,6 +28,7 @@ class ResultWriter:
         with ResultWriter("run.xvr") as writer:
             writer.add_inputs({"x": x}, {"x": input_info.to_dict()})
             for outputs in chunks: writer.add_chunk(outputs)
+            writer.add_parameters("conv1", kernel, None)
             writer.finish({...})
     """
 
@@ -41,12 +43,15 @@ class ResultWriter:
         self.chunks: list[list[int]] = []
         self.samples = 0
         self.nbytes = 0
+        self.parameters: dict[str, dict] = {}  # tensor -> {"kernel": member, "recurrent": [member or None...]}
+        self._stored: dict[tuple, str] = {}  # (dtype, shape, digest) of a parameter array -> its member
+        self.parameter_bytes = 0
 
     def add_inputs(self, arrays: Mapping[str, np.ndarray], infos: Mapping[str, dict]) -> None:
         """The whole input batch, {input name: array} in the model's order, and each input's
         InputInfo (as a dict: name, shape, dtype, layout...)."""
         for i, (name, array) in enumerate(arrays.items()):
-            self._write(input_member(i), array)
+            self.nbytes += self._write(input_member(i), array)
             self.inputs.append({"name": name, "member": input_member(i), "shape": list(array.shape),
                                 "dtype": str(array.dtype), "info": dict(infos[name])})
 
@@ -70,16 +75,32 @@ class ResultWriter:
             if list(array.shape[1:]) != entry["shape"] or str(array.dtype) != entry["dtype"]:
                 raise XValidateError(f"{self.target}: tensor {name!r} changed shape or dtype between chunks")
             member = layer_member(self._index[name], chunk)
-            self._write(member, array)
+            self.nbytes += self._write(member, array)
             entry["members"].append(member)
         self.chunks.append([self.samples, self.samples + size])
         self.samples += size
+
+    def add_parameters(self, tensor: str, kernel: np.ndarray | None, recurrent: Sequence | None) -> None:
+        """What Adapter.kernel and Adapter.recurrent_weights answer for captured tensor `tensor` (None:
+        nothing); an array given for several tensors (a Conv and the BatchNorm after it) is stored once."""
+        entry: dict[str, Any] = {}
+        if kernel is not None:
+            entry["kernel"] = self._parameter(kernel)
+        if recurrent is not None:
+            entry["recurrent"] = [None if array is None else self._parameter(array) for array in recurrent]
+        if entry:
+            self.parameters[tensor] = entry
+
+    @property
+    def parameter_arrays(self) -> int:
+        """How many distinct parameter arrays were stored."""
+        return len(self._stored)
 
     def finish(self, manifest: Mapping[str, Any]) -> str:
         """Write the manifest (`manifest`: adapter, layers, environment...; plus the format, inputs,
         chunks and tensors written) and put the file at its path, replacing what was there."""
         data = {"format": FORMAT, "version": VERSION, **manifest, "samples": self.samples, "chunks": self.chunks,
-                "inputs": self.inputs, "tensors": self.layers}
+                "inputs": self.inputs, "tensors": self.layers, "parameters": self.parameters}
         info = zipfile.ZipInfo(MANIFEST, time.localtime()[:6])
         self._zip.writestr(info, json.dumps(data, indent=1, default=_plain))
         self._zip.close()
@@ -111,7 +132,17 @@ class ResultWriter:
         if not self._file.closed:
             self.abort()
 
-    def _write(self, member: str, array: np.ndarray) -> None:
+    def _parameter(self, array: np.ndarray) -> str:
+        """The member holding `array`: written now, or the one an equal array went to before."""
+        array = np.ascontiguousarray(array)
+        key = (array.dtype.str, array.shape, hashlib.sha256(array.view(np.uint8).reshape(-1)).hexdigest())
+        if key not in self._stored:
+            self._stored[key] = parameter_member(len(self._stored))
+            self.parameter_bytes += self._write(self._stored[key], array)
+        return self._stored[key]
+
+    def _write(self, member: str, array: np.ndarray) -> int:
+        """Store `array` as member `member`; returns its bytes."""
         array = np.ascontiguousarray(array)
         if array.dtype.hasobject:
             raise XValidateError(f"{self.target}: {member} would hold Python objects; only numeric arrays are saved")
@@ -122,7 +153,7 @@ class ResultWriter:
                 np.lib.format.write_array(f, array, allow_pickle=False)
         except OSError as exc:
             raise OptionError(f"{self.target}: cannot write ({exc.strerror or exc})") from None
-        self.nbytes += array.nbytes
+        return array.nbytes
 
 
 def _plain(value: Any) -> Any:
