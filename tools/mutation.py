@@ -44,8 +44,11 @@ IN_PROCESS_TESTS = ["test_metrics*.py", "test_properties_*.py", "test_layout.py"
               "test_roots*.py", "test_diff*.py", "test_pairing*.py", "test_diagnose*.py", "test_causes*.py",
               "test_report_*.py", "test_reliability_files.py"]
 IN_PROCESS = ("xvalidate.core", "xvalidate.report")
-# fast-test files' tests that run a framework model or start a Ray cluster: left out (seconds per mutant)
-DESELECT = ["tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass",
+# fast-test files' tests that run a framework model or start a Ray cluster (seconds per mutant), or start a
+# worker in a worker environment (the modules shipped there are mutmut's, which import mutmut: not installed there)
+DESELECT = ["tests/test_environments.py::test_bare_environment_created_once_shipped_and_broken",
+            "tests/test_environments.py::test_an_adapter_in_an_environment_runs_over_shared_memory",
+            "tests/test_reliability_cache.py::test_two_concurrent_validates_of_one_keras_model_both_pass",
             "tests/test_saved_results.py::test_saved_keras_against_a_live_gluon_port",
             "tests/test_saved_results.py::test_saved_keras_against_a_saved_gluon_port_of_the_same_input",
             "tests/test_saved_parameters.py::test_a_saved_keras_model_keeps_its_kernels",
