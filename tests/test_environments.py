@@ -1,6 +1,7 @@
 """Worker environments: creation with a progress line, the worker inside one (same protocol, same
 shared memory, none of the main environment's packages), and one-line errors for a broken one."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -89,3 +90,19 @@ def test_cli_env_commands():
         "error: unknown environment 'nosuch'; expected one of: keras-mxnet"]
     help_text = runner.invoke(main, ["--help"]).output
     assert "env" in help_text.split("Commands:")[1]
+
+
+def test_copies_of_other_versions_of_the_shipped_modules_are_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("XVALIDATE_ENV_DIR", str(tmp_path))
+    env = Environment(name="xv-test-ship", requirements=())
+    folder = env.path / "ship"
+    old, recent, partial = folder / "0123456789abcdef", folder / "recent", folder / ".partial-x"
+    for path in (old, recent, partial):
+        (path / "xvalidate").mkdir(parents=True)
+    day_ago = time.time() - environments.SHIPPED_KEPT_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    os.utime(partial, (day_ago, day_ago))
+    shipped = environments.ship(env)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([shipped.name, "recent"])
+    os.utime(shipped, (day_ago, day_ago))
+    assert environments.ship(env) == shipped and shipped.stat().st_mtime > day_ago + 3600  # used: fresh again

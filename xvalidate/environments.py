@@ -205,6 +205,7 @@ def ship(env: Environment) -> Path:
                             .encode()).hexdigest()[:16]
     target = env.path / "ship" / digest
     if target.is_dir():
+        os.utime(target)  # in use: kept by _prune_shipped
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".partial-", dir=target.parent))
@@ -215,4 +216,20 @@ def ship(env: Environment) -> Path:
         os.rename(work, target)
     except OSError:  # another process shipped the same content first
         shutil.rmtree(work, ignore_errors=True)
+    _prune_shipped(target.parent, SHIPPED_KEPT_SECONDS)
     return target
+
+
+SHIPPED_KEPT_SECONDS = 24 * 3600
+
+
+def _prune_shipped(folder: Path, seconds: float) -> None:
+    """Remove the copies of other versions of the shipped modules (and half-made ones) not used for
+    `seconds`: each version of xvalidate ships its own, and a worker imports them when it starts."""
+    limit = time.time() - seconds
+    for entry in folder.iterdir():
+        try:
+            if entry.is_dir() and entry.stat().st_mtime < limit:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:  # removed meanwhile by another process
+            continue
