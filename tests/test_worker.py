@@ -203,11 +203,11 @@ def trusted():
 @pytest.fixture
 def params_plugin(toy_plugin):
     site = toy_plugin.parent / "site"
-    (site / "toy_params.py").write_text(PARAMS_ADAPTER)
-    dist = site / "toy_params-0.1.dist-info"
+    (site / "toy_worker_params.py").write_text(PARAMS_ADAPTER)
+    dist = site / "toy_worker_params-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-params\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoyp = toy_params:ParamsAdapter\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-worker-params\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoyp = toy_worker_params:ParamsAdapter\n")
     return toy_plugin
 
 
@@ -224,9 +224,9 @@ def test_parameter_and_capability_requests_come_back_in_their_types(params_plugi
     assert w.supports_isolation(source) is True
     info = w.input_info(source)
     assert (info.name, tuple(info.shape), info.layout) == ("x", (None, 4), "NC")
-    assert w.call("toy_params:trusted") is False
+    assert w.call("toy_worker_params:trusted") is False
     w.set_trust_model(1)
-    assert w.call("toy_params:trusted") is True
+    assert w.call("toy_worker_params:trusted") is True
     toy = get_worker("toy")
     assert toy.kernel(source, "dense0") is None and toy.supports_isolation(source) is False
 

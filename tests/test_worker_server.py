@@ -223,7 +223,7 @@ def test_parameter_requests_and_trust(params_plugin):
         assert c.ask("supports_isolation", source)[:2] == ("ok", True)
         loads = c.phases.count(f"loading {source}")
         assert c.ask("set_trust_model", True)[:2] == ("ok", None)
-        assert c.ask("call", "toy_params:trusted", (), {})[:2] == ("ok", True)
+        assert c.ask("call", "toy_worker_params:trusted", (), {})[:2] == ("ok", True)
         c.ask("layers", source)
         assert c.phases.count(f"loading {source}") == loads + 1  # trusted, the model is loaded again
     finally:
