@@ -210,7 +210,10 @@ def test_stamps_cover_every_file_under_a_directory(tmp_path):
     assert stamps[-1] == (missing, None, None) and all(isinstance(t, int) for _, t, _ in stamps[:2])
 
 
-def test_parameter_requests_and_trust(params_plugin):
+def test_parameter_requests_and_trust(params_plugin, monkeypatch):
+    from xvalidate import registry
+
+    monkeypatch.setattr(registry, "_instances", {})  # a fresh, untrusted adapter, dropped after the test
     c = Client("toyp")
     try:
         source = str(params_plugin)
