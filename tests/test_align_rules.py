@@ -63,3 +63,44 @@ def test_shapes_decide_between_layers_of_one_kind():
     dst = [L("x", ["conv"], (None, 4, 8, 8))]  # a's
     assert pairs(align(src, dst)) == {"a": ("x", "structural"), "b": (None, "none")}
     assert pairs(align(src[:1], [L("x", ["conv"], (None, 3, 5))]))["a"] == (None, "none")  # no layout fits
+
+
+def test_a_layer_map_naming_a_missing_layer_is_an_error():
+    import pytest
+
+    from xvalidate.errors import UnknownLayerError
+
+    src, dst = [L("a", ["conv"])], [L("b", ["conv"])]
+    with pytest.raises(UnknownLayerError, match=r"^layer_map: source layer 'nope' is not in the source model$"):
+        align(src, dst, layer_map={"nope": "b"})
+    with pytest.raises(UnknownLayerError, match=r"^layer_map: destination layer 'nope' \(for 'a'\) is not in the "
+                                                r"destination model$"):
+        align(src, dst, layer_map={"a": "nope"})
+
+
+def test_a_hint_naming_a_missing_layer_is_ignored():
+    src, dst = [L("a", ["conv"])], [L("b", ["conv"])]
+    assert pairs(align(src, dst, hints={"gone": ("a", "hint")}))["a"] == ("b", "structural")
+    assert pairs(align(src, dst, hints={"b": ("gone", "hint")}))["a"] == ("b", "structural")
+    assert pairs(align(src, dst, hints={"b": ("a", "hint")}))["a"] == ("b", "hint")
+
+
+def test_unmatched_lists_unpaired_destination_layers_that_compute_something():
+    src = [L("conv", ["conv"])]
+    dst = chain(("conv", ["conv"]), ("drop", ["identity"]), ("extra", ["relu"]))
+    alignment = align(src, dst)
+    assert pairs(alignment)["conv"] == ("conv", "name") and alignment.unmatched_dst == ["extra"]
+
+
+def test_a_folded_batchnorm_takes_its_producers_pair_only_when_it_reads_the_layer_before():
+    src = [L("c1", ["conv"]), L("b1", ["bn"], inputs=["c1"])]
+    folded = pairs(align(src, [L("c1", ["conv"])]))  # no BatchNorm in the destination: folded into c1
+    assert folded["b1"] == ("c1", "fused") and folded["c1"] == (None, "none")
+    mapped = pairs(align(src, [L("c1", ["conv"])], layer_map={"c1": "c1"}))  # the user's pair stays
+    assert mapped["c1"] == ("c1", "layer_map") and mapped["b1"][0] is None
+    kept = pairs(align(src, [L("c1", ["conv"]), L("b9", ["bn"], inputs=["c1"])]))  # BatchNorms there: none folded
+    assert kept["c1"] == ("c1", "name")
+    # a BatchNorm reading a layer other than the one listed before it: that layer's pair stays
+    src2 = [L("c1", ["conv"]), L("r", ["relu"], inputs=["c1"]), L("b1", ["bn"], inputs=["c1"])]
+    got = pairs(align(src2, [L("c1", ["conv"]), L("r", ["relu"], inputs=["c1"])]))
+    assert got["r"] == ("r", "name") and got["b1"] == (None, "none")
