@@ -83,3 +83,13 @@ def toy_plugin(tmp_path, monkeypatch):
     model = tmp_path / "toy.npz"
     np.savez(model, w0=rng.standard_normal((4, 6)).astype("float32"), w1=rng.standard_normal((6, 3)).astype("float32"))
     yield model
+
+
+@pytest.fixture(autouse=True)
+def no_framework_in_the_test_process(request):
+    """TensorFlow and MXNet crash in one process: they run in workers only. A test that imports one
+    here (directly or through a module that does) fails, naming it."""
+    yield
+    loaded = [name for name in ("tensorflow", "mxnet") if name in sys.modules]
+    if loaded:
+        pytest.fail(f"{request.node.nodeid} imported {', '.join(loaded)} into the test process; run it in a worker")
