@@ -68,16 +68,22 @@ def isolated_cache_dir(tmp_path_factory, monkeypatch):
     return path
 
 
+def add_plugin(site: Path, module: str, source: str, group: str, entries: dict[str, str]) -> None:
+    """Install into `site` a third-party package of one module, `module`.py holding `source`, that
+    registers `entries` ({name: "module:Class"}) in entry-point group `group`."""
+    (site / f"{module}.py").write_text(source)
+    dist = site / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{group}]\n" + "".join(f"{n} = {t}\n" for n, t in entries.items()))
+
+
 @pytest.fixture
 def toy_plugin(tmp_path, monkeypatch):
     """A third-party package that registers adapter 'toy' through the entry-point group."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "toy_adapter.py").write_text(TOY_ADAPTER)
-    dist = site / "toy_adapter-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-adapter\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoy = toy_adapter:ToyAdapter\n")
+    add_plugin(site, "toy_adapter", TOY_ADAPTER, "xvalidate.adapters", {"toy": "toy_adapter:ToyAdapter"})
     monkeypatch.syspath_prepend(str(site))
     rng = np.random.default_rng(0)
     model = tmp_path / "toy.npz"

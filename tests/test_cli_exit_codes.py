@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import add_plugin
 from xvalidate.cli import main
 
 TOY_ROUTES = '''
@@ -47,13 +48,9 @@ class BrokenRoute(ToyRoute):
 @pytest.fixture
 def toy(toy_plugin):
     """The toy model, with routes toycopy (agrees), toyscale (diverges) and toybroken (a bug) registered."""
-    site = toy_plugin.parent / "site"
-    (site / "toy_routes.py").write_text(TOY_ROUTES)
-    dist = site / "toy_routes-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-routes\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.routes]\ntoycopy = toy_routes:CopyRoute\n"
-                                           "toyscale = toy_routes:ScaleRoute\ntoybroken = toy_routes:BrokenRoute\n")
+    add_plugin(toy_plugin.parent / "site", "toy_routes", TOY_ROUTES, "xvalidate.routes",
+               {"toycopy": "toy_routes:CopyRoute", "toyscale": "toy_routes:ScaleRoute",
+                "toybroken": "toy_routes:BrokenRoute"})
     return toy_plugin
 
 

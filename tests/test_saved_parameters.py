@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import add_plugin
 import xvalidate
 from xvalidate.saved import SavedResult
 from xvalidate.saved.capture import parameter_layers
@@ -75,12 +76,8 @@ class ParamsAdapter(Adapter):
 @pytest.fixture
 def params_plugin(toy_plugin):
     """Adapter 'toyparams' registered beside the toy adapter; returns the directory to save models in."""
-    site = toy_plugin.parent / "site"
-    (site / "toy_params.py").write_text(PARAMS_ADAPTER)
-    dist = site / "toy_params-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-params\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoyparams = toy_params:ParamsAdapter\n")
+    add_plugin(toy_plugin.parent / "site", "toy_params", PARAMS_ADAPTER, "xvalidate.adapters",
+               {"toyparams": "toy_params:ParamsAdapter"})
     return toy_plugin.parent
 
 

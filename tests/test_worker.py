@@ -5,6 +5,7 @@ import signal
 import numpy as np
 import pytest
 
+from conftest import add_plugin
 import xvalidate
 from xvalidate.errors import UnknownLayerError, WorkerError
 from xvalidate.worker import Worker, read_arrays, write_arrays
@@ -202,12 +203,8 @@ def trusted():
 
 @pytest.fixture
 def params_plugin(toy_plugin):
-    site = toy_plugin.parent / "site"
-    (site / "toy_worker_params.py").write_text(PARAMS_ADAPTER)
-    dist = site / "toy_worker_params-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-worker-params\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[xvalidate.adapters]\ntoyp = toy_worker_params:ParamsAdapter\n")
+    add_plugin(toy_plugin.parent / "site", "toy_worker_params", PARAMS_ADAPTER, "xvalidate.adapters",
+               {"toyp": "toy_worker_params:ParamsAdapter"})
     return toy_plugin
 
 
