@@ -33,7 +33,9 @@ def test_a_root_the_sources_own_sensitivity_explains_says_so():
     report = failing_report(0.5)
     found = probe(report, chaotic, "m", {"x": X})
     assert found["noise"] == NOISE and found["layers"]["layer"]["moved"] > 0.05
-    assert "unstable model" in report.roots[0].cause and report.roots[0].cause.startswith("numerical: small")
+    cause = report.roots[0].cause
+    assert cause.startswith("unstable model: moving the input by 1e-07 of its values")
+    assert cause.index("; the conversion checks read: numerical: small") > 0  # what the checks said, after
     assert len(chaotic.ran) == 1 + DRAWS and chaotic.ran[0].shape == (1, 8)  # the first sample, plain and moved
     assert not np.array_equal(chaotic.ran[0], chaotic.ran[1])
     assert not report.passed

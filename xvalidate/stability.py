@@ -3,7 +3,8 @@ runs again on its first sample, once as is and DRAWS times with every float inpu
 rounding (relative noise of NOISE); the largest movement counts. A root whose source layer moves by itself about as much as the
 destination differs from it shows no conversion fault: an ill-conditioned model (random weights
 giving huge logits, near ties under a softmax) turns any re-ordering of float32 arithmetic into
-differences of that size. The cause of such a root says so. When the model's outputs agree and
+differences of that size. The cause of such a root says so first, before what the checks of the
+conversion read there (on such a model they fit the noise as well as anything). When the model's outputs agree and
 every failing layer is explained that way, nothing is left that points at the conversion: those
 layers pass with a note and so does the comparison (as a difference its readers contradict does in
 core/diff). When an output differs, the verdict stays a failure: the outputs do differ on this input."""
@@ -47,7 +48,7 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
     explained = {name for name, seen in layers.items() if seen["moved"] >= COMPARABLE * seen["differs"]}
     for root in report.roots:
         if root.src in explained:
-            root.cause = f"{root.cause} -- {_sentence(layers[root.src])}"
+            root.cause = f"{_sentence(layers[root.src])}; the conversion checks read: {root.cause}"
     found = {"noise": NOISE, "layers": layers}
     if _outputs_agree(report) and {root.src for root in report.roots} | {row.src for row in failing} <= explained:
         _pass_within_sensitivity(report, failing, layers)
