@@ -104,3 +104,20 @@ def test_a_folded_batchnorm_takes_its_producers_pair_only_when_it_reads_the_laye
     src2 = [L("c1", ["conv"]), L("r", ["relu"], inputs=["c1"]), L("b1", ["bn"], inputs=["c1"])]
     got = pairs(align(src2, [L("c1", ["conv"]), L("r", ["relu"], inputs=["c1"])]))
     assert got["r"] == ("r", "name") and got["b1"] == (None, "none")
+
+
+def test_name_matches_split_the_structural_alignment():
+    """Layers before a name-matched layer pair only with layers before its partner, even when a better
+    kind match lies across it."""
+    src = chain(("r1", ["relu"]), ("A", ["conv"]), ("s1", ["sigmoid"]))
+    dst = chain(("s0", ["sigmoid"]), ("A", ["conv"]), ("r0", ["relu"]))
+    got = pairs(align(src, dst))
+    assert got["A"] == ("A", "name") and got["r1"] == ("s0", "structural") and got["s1"] == ("r0", "structural")
+
+
+def test_pairing_along_the_graph_refuses_an_incompatible_shape():
+    src = [L("a", ["conv"], (None, 8)), L("b", ["relu"], (None, 8), ["a"])]
+    dst = [L("a", ["conv"], (None, 8)), L("x", ["relu"], (None, 5), ["a"])]
+    assert pairs(align(src, dst))["b"] == (None, "none")
+    dst[1] = L("x", ["relu"], (None, 8), ["a"])
+    assert pairs(align(src, dst))["b"] == ("x", "structural")

@@ -93,7 +93,6 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
         dst_shapes.setdefault(info.name, info.shape)
     src_by_name = {info.name: info for info in src_layers}
     dst_by_name = {info.name: info for info in dst_layers}
-    dst_index = {info.name: i for i, info in enumerate(dst_layers)}
     consumers = _consumers(dst_layers)
 
     found: dict[str, Pair] = {}
@@ -127,7 +126,7 @@ def align(src_layers: Sequence, dst_layers: Sequence, layer_map: Mapping[str, st
         dst = _follow_activation(info, dst, dst_by_name, consumers, taken)
         claim(info.name, dst, how)
 
-    _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes)
+    _align_structure(src_layers, dst_layers, found, taken, src_shapes, dst_shapes)
     if not any("bn" in info.kinds for info in dst_layers):
         _move_to_folded_bn(src_layers, found)
     before = {name: pair.dst for name, pair in found.items()}
@@ -247,7 +246,7 @@ def canonical_order(layers: Sequence) -> list:
     return out
 
 
-def _align_structure(src_layers, dst_layers, found, taken, dst_index, src_shapes, dst_shapes) -> None:
+def _align_structure(src_layers, dst_layers, found, taken, src_shapes, dst_shapes) -> None:
     """Fill in pairs by aligning op-kind sequences between anchor pairs, both graphs in canonical order."""
     unread = unread_outputs(src_layers)
     src_layers = [info for info in canonical_order(src_layers) if info.name not in unread]
