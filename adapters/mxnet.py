@@ -356,8 +356,9 @@ class _OutputBlock:
 
     The arrays a call returns are fresh views of the block, so they keep it alive; the block is
     written again only when its reference count says that no such view (nor any view of one)
-    is left, and a new block is made otherwise. Outputs of a type DLPack cannot carry, or empty
-    ones, are copied with `asnumpy` instead."""
+    is left, and a new block is made otherwise. Between calls the block stays allocated, as the
+    executor's own memory does (one executor, and so one block, at a time). Outputs of a type
+    DLPack cannot carry, or empty ones, are copied with `asnumpy` instead."""
 
     _ALIGN = 64
 
