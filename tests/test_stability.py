@@ -79,3 +79,19 @@ def test_a_difference_the_source_does_not_show_keeps_the_failure_even_when_outpu
     found = probe(report, Source(lambda x: 2.0 * x), "m", {"x": X})
     assert not report.passed and [r.src for r in report.roots] == ["layer"] and "verdict" not in found
     assert not report.layers[0].passed and report.layers[0].note is None
+
+
+def test_nan_or_inf_on_one_side_is_never_explained_by_sensitivity():
+    """max|diff| counts finite values only: a destination that turns values into NaN can show a tiny
+    max|diff| that the source's own movement matches; the NaN counts decide."""
+    chaotic = Source(lambda x: np.sin(1e9 * x))
+    for extra in ({"nan_src": 0, "nan_dst": 12}, {"inf_src": 1, "inf_dst": 0}):
+        report = failing_report(1e-9)
+        report.roots[0].metrics.update(extra)
+        found = probe(report, chaotic, "m", {"x": X})
+        assert report.roots[0].cause == "numerical: small" and "layer" not in found["layers"]
+        assert not report.passed and report.roots
+    report = failing_report(1e-9)
+    report.roots[0].metrics.update(nan_src=3, nan_dst=3)  # the same NaNs on both sides: judged as usual
+    probe(report, chaotic, "m", {"x": X})
+    assert report.roots[0].cause.startswith("unstable model")

@@ -42,7 +42,10 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
     rows = {row.src: row for row in [*report.layers, *report.roots]}  # a root may be blamed on an unpaired layer
     layers = {}
     for name in dict.fromkeys(names):
-        differs = (rows[name].metrics or {}).get("max_abs")
+        metrics = rows[name].metrics or {}
+        differs = metrics.get("max_abs")  # over the finite values
+        if _nonfinite_differ(metrics):  # NaN or Inf on one side only: no rounding explains that
+            continue
         if name in plain and differs and all(name in run for run in runs):
             layers[name] = {"moved": max(_max_abs(plain[name], run[name]) for run in runs), "differs": float(differs)}
     explained = {name for name, seen in layers.items() if seen["moved"] >= COMPARABLE * seen["differs"]}
@@ -54,6 +57,11 @@ def probe(report: Any, worker: Any, path: str, x: Mapping[str, np.ndarray], seed
         _pass_within_sensitivity(report, failing, layers)
         found["verdict"] = "every difference within the source's own float32 sensitivity; the outputs agree"
     return found
+
+
+def _nonfinite_differ(metrics: Mapping[str, Any]) -> bool:
+    """Whether one side holds NaN or Inf values the other does not (counted apart from max|diff|)."""
+    return any((metrics.get(f"{kind}_src") or 0) != (metrics.get(f"{kind}_dst") or 0) for kind in ("nan", "inf"))
 
 
 def _outputs_agree(report: Any) -> bool:
