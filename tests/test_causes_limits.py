@@ -181,3 +181,18 @@ def test_close_on_small_values_and_the_fallback_without_inputs():
     wrong = src + np.array([[0.0, 1.0, -1.0, 0.5], [1.0, 0.0, 0.5, -1.0], [0.0, -1.0, 0.0, 1.0]])
     assert diagnose(row, src, wrong, wrong, info(["dense"], layout="NC")).startswith("weights")  # no inputs
     assert diagnose(row, src, wrong, wrong, None).startswith("weights: the inputs of this layer agree")
+
+
+def test_layout_is_not_read_into_a_near_match_of_size_one_axes():
+    """An (N, 1, 1, C) tensor (a squeeze-and-excite branch) that differs by a little: moving its size-1
+    axes keeps every value in place, so it "matches" as well as it already did; that is no layout."""
+    from xvalidate.core.causes.evidence import Evidence
+    from xvalidate.core.causes.layout import axes
+
+    rng = np.random.default_rng(4)
+    src = rng.standard_normal((2, 1, 1, 16))
+    near = src + 1e-7 * rng.standard_normal(src.shape)
+    assert axes(Evidence(src=src, dst=near, dst_raw=near)) is None
+    wide = rng.standard_normal((2, 3, 4, 5))
+    moved = wide.transpose(0, 3, 1, 2).reshape(wide.shape)  # a real NHWC/NCHW mix-up still reads as one
+    assert axes(Evidence(src=wide, dst=moved, dst_raw=moved)).startswith("layout: ")

@@ -10,8 +10,10 @@ from xvalidate.core.causes.evidence import Evidence, close
 
 def axes(ev: Evidence) -> str | None:
     src, dst = ev.src, ev.dst
-    if dst is None or src.ndim < 3 or src.ndim > 5:
+    if dst is None or src.ndim < 3 or src.ndim > 5 or src.size != dst.size:
         return None
+    if close(src.reshape(dst.shape), dst):  # as close in their own order: a numerical difference, not a layout
+        return None  # (a permutation moving only size-1 axes would "match" it just as well)
     for perm in itertools.permutations(range(1, src.ndim)):
         if perm != tuple(range(1, src.ndim)) and close(src.transpose((0,) + perm).reshape(dst.shape), dst):
             return (f"layout: the destination holds the output of {ev.subject} with its axes in another "
