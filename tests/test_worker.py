@@ -182,8 +182,9 @@ from toy_adapter import ToyAdapter
 
 
 class ParamsAdapter(ToyAdapter):
-    """The toy model, answering for its parameters and isolation."""
+    """The toy model, answering for its parameters and isolation, with a worker variable of its own."""
     name = "toyp"
+    worker_variables = {"XV_TEST_HOME": "{private}/home"}
 
     def kernel(self, model, name):
         return model["w0"].T.copy() if name == "dense0" else None
@@ -259,3 +260,109 @@ def test_kill_and_shutdown_stop_every_worker_and_the_next_request_starts_one(toy
     worker_module.shutdown_workers()
     assert worker_module._workers == {} and second.process.wait(10) == 0  # asked to exit: exits cleanly
     assert worker_module.get_worker("toy").layers(str(toy_plugin))[0].name == "dense0"
+
+
+def die_loudly(code, lines):
+    """(In a worker.) Write `lines` to stderr, then end the process with exit code `code` at once."""
+    import sys
+    sys.stderr.write("".join(line + "\n" for line in lines))
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def test_a_worker_that_exits_names_its_code_and_its_last_output(toy_plugin):
+    long_line = "x" * 350
+    cases = [(3, ["first words", "last words"], "; last output: last words"),
+             (0, ["noise"] * 600 + [long_line], f"; last output: {long_line[:300]}"),  # > 4 KiB of log
+             (5, [], "")]
+    for code, lines, tail in cases:
+        worker = Worker("toy")
+        try:
+            worker.layers(str(toy_plugin))
+            with pytest.raises(WorkerError) as info:
+                worker.call("test_worker:die_loudly", code, lines)
+            assert str(info.value) == f"toy worker exited with code {code} while running test_worker:die_loudly{tail}"
+        finally:
+            worker.close()
+
+
+def test_a_worker_killed_by_a_signal_names_it_and_memory_only_for_sigkill(toy_plugin):
+    worker = Worker("toy", timeout=7.5)
+    try:
+        assert worker.timeout == 7.5
+        with pytest.raises(WorkerError) as info:
+            worker.call("os:kill", worker.call("os:getpid"), signal.SIGTERM)
+        assert str(info.value) == "toy worker killed by SIGTERM while running os:kill"
+    finally:
+        worker.close()
+
+
+def test_declared_worker_variables_reach_the_worker_and_its_private_folder_goes_with_it(params_plugin, monkeypatch):
+    import tempfile
+    import threading
+
+    from xvalidate import worker as worker_module
+    from xvalidate.errors import UnknownAdapterError
+
+    worker_module.shutdown_workers()
+    w = worker_module.get_worker("toyp", timeout=9)
+    assert w.timeout == 9 and worker_module.get_worker("toyp", timeout=11) is w and w.timeout == 11
+    home = w.call("os:getenv", "XV_TEST_HOME")
+    private = os.path.dirname(home)
+    assert os.path.basename(private).startswith(f"xvalidate-{os.getpid()}-toyp-home-") and os.path.isdir(private)
+    assert os.path.dirname(private) == tempfile.gettempdir()
+    assert w.call("os:getenv", "MXNET_SUBGRAPH_BACKEND") == "NONE"  # the workers' own settings too
+    started_by = psutil_cmdline(w.process.pid)[-1]
+    assert started_by == ("main" if threading.current_thread() is threading.main_thread() else "thread")
+    w.close()
+    assert not os.path.exists(private)
+    with pytest.raises(UnknownAdapterError, match=r"^unknown adapter 'nope'; expected one of: .*\btoy, toyp\b"):
+        worker_module.get_worker("nope")
+
+
+def psutil_cmdline(pid):
+    import psutil
+    return psutil.Process(pid).cmdline()
+
+
+def test_a_worker_started_from_another_thread_says_so(toy_plugin):
+    import threading
+
+    made = []
+    thread = threading.Thread(target=lambda: made.append(Worker("toy")))
+    thread.start()
+    thread.join(30)
+    try:
+        assert psutil_cmdline(made[0].process.pid)[-1] == "thread"
+        assert made[0].layers(str(toy_plugin))[0].name == "dense0"
+    finally:
+        made[0].close()
+
+
+def test_a_worker_in_an_environment_runs_its_python_with_only_the_shipped_modules(tmp_path, monkeypatch):
+    """The variables a worker environment gets, built without starting anything."""
+    from xvalidate import environments
+    from xvalidate.environments import Environment
+
+    env = Environment(name="xv-test-vars", requirements=(), variables={"KERAS_HOME": "{private}/keras"})
+    monkeypatch.setattr(environments, "ensure", lambda e: tmp_path / e.name / "bin" / "python")
+    monkeypatch.setattr(environments, "ship", lambda e: tmp_path / e.name / "ship" / "abc")
+    monkeypatch.setenv("PYTHONHOME", "/elsewhere")
+    monkeypatch.setenv("VIRTUAL_ENV", "/some/venv")
+    worker = Worker.__new__(Worker)
+    worker.adapter, worker.environment = "toy", env
+    python, variables = worker._python_and_env({"EXTRA": "1"})
+    try:
+        assert python == str(tmp_path / "xv-test-vars" / "bin" / "python")
+        assert variables["PYTHONPATH"] == str(tmp_path / "xv-test-vars" / "ship" / "abc")
+        assert variables["PYTHONNOUSERSITE"] == "1" and "PYTHONHOME" not in variables and "VIRTUAL_ENV" not in variables
+        assert variables["EXTRA"] == "1" and variables["KERAS_HOME"] == os.path.join(worker._private, "keras")
+        assert os.path.isdir(worker._private) and variables["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    finally:
+        import shutil
+        shutil.rmtree(worker._private)
+    worker.environment = None
+    python, variables = worker._python_and_env(None)
+    assert python == __import__("sys").executable and worker._private is None
+    assert variables["PYTHONPATH"] == os.pathsep.join(p for p in __import__("sys").path if p)
+    assert variables["PYTHONHOME"] == "/elsewhere"  # this Python's own environment is kept
