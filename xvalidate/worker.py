@@ -643,5 +643,7 @@ def _close_all(fds) -> None:
         os.close(fd)
 
 
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
+if __name__ == "__main__":  # serve with the importable module: one copy of its globals in this process
+    from xvalidate import worker
+
+    worker._serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
